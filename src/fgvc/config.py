@@ -1,0 +1,382 @@
+"""Typed schema of one experiment, loaded from YAML and overridden with ``--set key.path=value``.
+
+Everything is validated before any work starts: an unknown key, a wrong type or an impossible value
+raises :class:`fgvc.errors.ConfigError` naming the key and, for unknown keys, the valid ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from fgvc.errors import ConfigError
+
+DatasetName = Literal[
+    "elpv",
+    "cub200",
+    "stanford_dogs",
+    "flowers102",
+    "fgvc_aircraft",
+    "stanford_cars",
+    "oxford_pets",
+    "image_folder",
+    "kaggle_csv",
+    "fashion_mnist",
+]
+
+# Which values of `data.label` each data set understands (the first is the default).
+LABEL_CHOICES: dict[str, tuple[str, ...]] = {
+    "elpv": ("grade", "type"),
+    "fgvc_aircraft": ("variant", "family", "manufacturer"),
+}
+
+# Friendly names for augmentation policies; anything else is passed to timm as its own string
+# (e.g. "rand-m9-mstd0.5-inc1", "augmix-m5-w4-d2", "original", "v0").
+AUTO_AUGMENT_ALIASES = {
+    "randaugment": "rand-m9-mstd0.5-inc1",
+    "autoaugment": "original",
+    "trivialaugment": "trivialaugment",
+}
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, assignments are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CsvConfig(Section):
+    """Kaggle-style CSV labels: one row per training image, `id,label`."""
+
+    file: str = Field("labels.csv", description="CSV file, relative to data.root")
+    id_column: str = "id"
+    label_column: str = "label"
+    image_dir: str = Field("train", description="folder of the training images, relative to data.root")
+    extension: str = Field(
+        "auto", description="appended to the id ('.jpg', '.png'); 'auto' finds it, '' if the id has one"
+    )
+    test_dir: Optional[str] = Field(None, description="folder of unlabelled test images (e.g. test)")
+
+
+class TransformConfig(Section):
+    """Train/eval pipelines, built with timm's create_transform."""
+
+    resize: int = Field(256, gt=0, description="eval: resize the short side to this, then centre-crop")
+    crop: int = Field(224, gt=0, description="network input size (train and eval)")
+    train_crop_mode: Literal["rrc", "rkrc", "rkrr"] = "rrc"
+    scale: tuple[float, float] = (0.25, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = Field(0.5, ge=0, le=1)
+    vflip: float = Field(0.0, ge=0, le=1)
+    auto_augment: Optional[str] = None
+    color_jitter: float = Field(0.0, ge=0)
+    re_prob: float = Field(0.0, ge=0, le=1, description="random erasing probability")
+    re_mode: Literal["const", "rand", "pixel"] = "pixel"
+    re_count: int = Field(1, ge=1)
+    interpolation: Optional[Literal["bilinear", "bicubic", "nearest", "random"]] = None
+    mean: Optional[tuple[float, float, float]] = Field(
+        None, description="null: take it from the model's pretrained config"
+    )
+    std: Optional[tuple[float, float, float]] = None
+
+    @field_validator("crop")
+    @classmethod
+    def _crop_fits(cls, crop: int, info: ValidationInfo) -> int:
+        resize = info.data.get("resize")
+        if resize is not None and crop > resize:
+            raise ValueError(f"crop ({crop}) is larger than resize ({resize}); use crop <= resize")
+        return crop
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_range(cls, scale: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale {list(scale)} must satisfy 0 < min <= max <= 1")
+        return scale
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio_range(cls, ratio: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio {list(ratio)} must satisfy 0 < min <= max")
+        return ratio
+
+    @field_validator("std")
+    @classmethod
+    def _std_positive(cls, std):
+        if std is not None and min(std) <= 0:
+            raise ValueError(f"std {list(std)} must be positive")
+        return std
+
+    @field_validator("auto_augment")
+    @classmethod
+    def _known_policy(cls, value: Optional[str]) -> Optional[str]:
+        if value is None or value in AUTO_AUGMENT_ALIASES:
+            return value
+        if value.startswith(("rand", "augmix")) or value in ("original", "originalr", "v0", "v0r", "3a"):
+            return value
+        raise ValueError(
+            f"unknown augmentation policy {value!r}; use one of {sorted(AUTO_AUGMENT_ALIASES)} "
+            "or a timm policy string such as 'rand-m9-mstd0.5-inc1'"
+        )
+
+
+class MixupConfig(Section):
+    """Mixup / CutMix (timm's Mixup); used by the training engine."""
+
+    mixup_alpha: float = Field(0.0, ge=0)
+    cutmix_alpha: float = Field(0.0, ge=0)
+    prob: float = Field(1.0, ge=0, le=1)
+    switch_prob: float = Field(0.5, ge=0, le=1)
+    mode: Literal["batch", "pair", "elem"] = "batch"
+
+    @property
+    def enabled(self) -> bool:
+        return self.prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+
+
+class DataConfig(Section):
+    name: DatasetName = "image_folder"
+    root: Optional[Path] = Field(None, description="data set folder; null for packaged data (elpv)")
+    label: Optional[str] = Field(None, description="which label to learn, e.g. elpv: grade|type")
+    crop_to_box: bool = Field(False, description="CUB-200: crop each image to the bird's box")
+    test_root: Optional[Path] = Field(None, description="image_folder: folder of the test split")
+    download: bool = Field(False, description="let torchvision download the data set (online users only)")
+    official_val: bool = Field(False, description="use the data set's own val split where it has one")
+    csv: CsvConfig = Field(default_factory=CsvConfig)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    split_seed: int = Field(0, description="seed of the train/val split, kept apart from the training seed")
+    limit_per_class: Optional[int] = Field(None, gt=0, description="keep at most N training images per class")
+    num_workers: int = Field(2, ge=0)
+    cache_dir: Path = Field(Path("~/.cache/fgvc"), description="where prepared data (Fashion-MNIST) is kept")
+    transforms: TransformConfig = Field(default_factory=TransformConfig)
+    mixup: MixupConfig = Field(default_factory=MixupConfig)
+
+    @field_validator("label")
+    @classmethod
+    def _label_known(cls, label: Optional[str], info: ValidationInfo) -> Optional[str]:
+        name = info.data.get("name")
+        choices = LABEL_CHOICES.get(name)
+        if label is not None:
+            if choices is None:
+                raise ValueError(f"data set {name!r} has a single label; remove data.label")
+            if label not in choices:
+                raise ValueError(f"label {label!r} is not one of {list(choices)} for {name}")
+        return label
+
+
+class ModelConfig(Section):
+    name: str = "resnet50"
+    source: Literal["timm", "torchvision", "torch_hub"] = "timm"
+    pretrained: bool = True
+    pretrained_file: Optional[str] = Field(
+        None, description=".pth/.safetensors file, or package:MODULE/path for weights a pip package ships"
+    )
+    key_mapping: Literal["auto", "by_name", "by_order"] = Field(
+        "auto", description="how a foreign checkpoint's keys map onto the model"
+    )
+    hub_repo: Optional[str] = None
+    hub_entry: Optional[str] = None
+    hub_kwargs: dict[str, Any] = Field(default_factory=dict)
+    drop_rate: float = Field(0.0, ge=0, lt=1)
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    attn_drop_rate: float = Field(0.0, ge=0, lt=1)
+
+
+class StrategyConfig(Section):
+    name: Literal["linear", "partial", "full", "lora", "attention", "gradual", "features"] = "full"
+    unfreeze_last: int = Field(1, ge=0, description="partial: stages/blocks trained besides the head")
+    freeze_bn: bool = True
+    head_lr_mult: float = Field(1.0, gt=0)
+    layer_decay: Optional[float] = Field(None, gt=0, le=1)
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: list[str] = Field(default_factory=lambda: ["qkv"])
+    unfreeze_every: int = Field(1, ge=1, description="gradual: epochs between unfreezing stages")
+
+
+class OptimConfig(Section):
+    name: str = Field("adamw", description="sgd, adam, adamw or any timm optimizer name")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    l1: float = Field(0.0, ge=0, description="L1 penalty weight")
+    penalty_p: Union[float, Literal["inf"]] = Field(2.0, description="p of the extra Lp penalty")
+    penalty_weight: float = Field(0.0, ge=0)
+
+
+class ScheduleConfig(Section):
+    name: Literal["none", "step", "multistep", "cosine", "cosine_restarts", "plateau", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    warmup_lr_init: float = Field(1e-6, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    step_size: int = Field(30, ge=1)
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0)
+    restart_epochs: int = Field(10, ge=1)
+    patience: int = Field(5, ge=0)
+
+
+class LossConfig(Section):
+    name: Literal["ce", "label_smoothing", "focal", "soft_target"] = "ce"
+    smoothing: float = Field(0.1, ge=0, lt=1)
+    focal_gamma: float = Field(2.0, ge=0)
+    focal_alpha: Optional[float] = Field(None, ge=0, le=1)
+    class_weights: Literal["none", "balanced"] = "none"
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
+    accumulate_grad_batches: int = Field(1, ge=1)
+    gradient_clip_val: Optional[float] = Field(None, gt=0)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: Union[int, Literal["auto"]] = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    ema_decay: Optional[float] = Field(None, gt=0, lt=1)
+    early_stopping_patience: Optional[int] = Field(None, ge=1)
+    monitor: str = "val/top1"
+    deterministic: bool = True
+    limit_train_batches: Optional[Union[int, float]] = None
+    limit_val_batches: Optional[Union[int, float]] = None
+
+
+class EvalConfig(Section):
+    batch_size: int = Field(64, ge=1)
+    split: Literal["val", "test"] = "test"
+    top_k: int = Field(5, ge=1)
+    tta: list[Literal["flip", "crops"]] = Field(default_factory=list)
+
+
+class OutputConfig(Section):
+    dir: Path = Path("runs")
+    name: Optional[str] = Field(None, description="run folder name; null: the config file's name")
+
+
+class ExperimentConfig(Section):
+    """One experiment: what data, which model, how it is trained and evaluated, where it is written."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    seed: int = 42
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: output.dir / output.name."""
+        return Path(self.output.dir).expanduser() / (self.output.name or "run")
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (paths as strings, tuples as lists)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, overrides and readable errors
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into its key path and its YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    path = [part for part in key.strip().split(".")]
+    if not sep or not key.strip() or any(not part for part in path):
+        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set optim.lr=0.01")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a raw config dict (in place; also returned)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for depth, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(path[: depth + 1])
+                raise ConfigError(f"--set {text!r}: {where} is a value ({child!r}), not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def _section_at(loc: tuple[Any, ...]) -> Optional[type[BaseModel]]:
+    """The schema class that owns the keys at ``loc`` (None if loc leaves the schema)."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        section = _section_at(loc[:-1])
+        valid = sorted(section.model_fields) if section else []
+        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"unknown key {key!r}{suggestion}; valid keys here: {', '.join(valid)}"
+    message = error["msg"].removeprefix("Value error, ")
+    if "input" in error and not isinstance(error["input"], dict) and error["type"] != "missing":
+        return f"{key}: {message} (got {error['input']!r})"
+    return f"{key}: {message}"
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a raw dict into an ExperimentConfig, or raise ConfigError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(err)}" for err in exc.errors())
+        raise ConfigError(f"{source} is invalid:\n{problems}") from None
+
+
+def read_yaml(path: Union[str, Path]) -> dict[str, Any]:
+    """Read a YAML config file into a dict, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
+    return raw
+
+
+def load_config(path: Union[str, Path, None] = None, overrides: Optional[list[str]] = None) -> ExperimentConfig:
+    """Load a YAML config (or the defaults when path is None) and apply ``--set`` overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    apply_overrides(raw, list(overrides or []))
+    config = validate_config(raw, source=str(path) if path is not None else "config")
+    if config.output.name is None and path is not None:
+        config.output.name = Path(path).stem
+    return config

@@ -1,0 +1,36 @@
+"""Data: data set adapters, splits, transforms, verification and previews."""
+
+from __future__ import annotations
+
+from fgvc.config import DataConfig
+from fgvc.data.images import ImageDataset, ImageList
+from fgvc.data.sources import SourceParts, load_source
+from fgvc.data.splits import DataSplits, limit_per_class, stratified_kfold, stratified_split
+
+__all__ = [
+    "DataSplits",
+    "ImageDataset",
+    "ImageList",
+    "SourceParts",
+    "load_data",
+    "load_source",
+    "stratified_kfold",
+    "stratified_split",
+]
+
+
+def load_data(cfg: DataConfig) -> DataSplits:
+    """The data set's train / val / test (and unlabelled) splits for one experiment.
+
+    The val split is the official one where ``data.official_val`` asks for it, otherwise a
+    stratified ``data.val_fraction`` of the training part drawn with ``data.split_seed``.
+    The official test split is passed through untouched.
+    """
+    parts = load_source(cfg)
+    train, val = parts.train, parts.val
+    if val is None and cfg.val_fraction > 0:
+        kept, held = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed)
+        train, val = train.subset(kept, f"{train.name}:train"), train.subset(held, f"{train.name}:val")
+    if cfg.limit_per_class is not None:
+        train = train.subset(limit_per_class(train.labels, cfg.limit_per_class, cfg.split_seed))
+    return DataSplits(train=train, val=val, test=parts.test, unlabelled=parts.unlabelled)

@@ -1,0 +1,147 @@
+"""A labelled list of images (files on disk or pixels in memory) and the torch Dataset over it."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from fgvc.errors import DataError
+
+UNLABELLED = -1
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def decode_image(data: bytes, name: str) -> Image.Image:
+    """Decode image bytes fully (truncated files fail here, not later) into an RGB image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            f"cannot read image {name}: {exc}. Run `fgvc data verify CONFIG` to list every unreadable file."
+        ) from None
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot open image file {path}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class ImageList:
+    """Images with integer labels and class names; exactly one of ``paths`` / ``pixels`` is set.
+
+    ``labels`` holds -1 for unlabelled images (e.g. a Kaggle test folder). ``boxes`` (x, y, w, h)
+    crop each image when given. ``meta`` keeps per-image extras (ids, a second label, ...).
+    """
+
+    class_names: list[str]
+    labels: np.ndarray
+    paths: Optional[list[Path]] = None
+    pixels: Optional[np.ndarray] = None
+    boxes: Optional[np.ndarray] = None
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    name: str = "images"
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if (self.paths is None) == (self.pixels is None):
+            raise ValueError("ImageList needs exactly one of paths or pixels")
+        n = len(self.labels)
+        sizes = {"paths": self.paths, "pixels": self.pixels, "boxes": self.boxes, **self.meta}
+        for what, values in sizes.items():
+            if values is not None and len(values) != n:
+                raise ValueError(f"ImageList {self.name}: {what} has {len(values)} entries, labels {n}")
+        labelled = self.labels[self.labels != UNLABELLED]
+        if labelled.size and (labelled.min() < 0 or labelled.max() >= len(self.class_names)):
+            raise DataError(
+                f"{self.name}: label {int(labelled.max())} out of range for {len(self.class_names)} classes"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def is_labelled(self) -> bool:
+        return bool(len(self)) and bool((self.labels != UNLABELLED).all())
+
+    def key(self, index: int) -> str:
+        """A name for the image: its file path, or ``name#index`` for in-memory pixels."""
+        if self.paths is not None:
+            return str(self.paths[index])
+        return f"{self.name}#{int(self.meta['index'][index]) if 'index' in self.meta else index}"
+
+    def content_bytes(self, index: int) -> bytes:
+        """The image's raw content (file bytes or pixel bytes), e.g. for hashing."""
+        if self.paths is not None:
+            return read_bytes(self.paths[index])
+        return np.ascontiguousarray(self.pixels[index]).tobytes()
+
+    def image_from_bytes(self, index: int, data: bytes) -> Image.Image:
+        """Decode ``content_bytes(index)`` into an RGB image, cropped to its box when there is one."""
+        if self.paths is not None:
+            image = decode_image(data, self.key(index))
+        else:
+            image = Image.fromarray(np.asarray(self.pixels[index])).convert("RGB")
+        if self.boxes is not None:
+            x, y, w, h = (float(v) for v in self.boxes[index])
+            image = image.crop((int(x), int(y), int(round(x + w)), int(round(y + h))))
+        return image
+
+    def load(self, index: int) -> Image.Image:
+        """The image as RGB (cropped to its box when there is one)."""
+        return self.image_from_bytes(index, self.content_bytes(index))
+
+    def subset(self, indices: Sequence[int], name: Optional[str] = None) -> "ImageList":
+        """The images at ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return ImageList(
+            class_names=self.class_names,
+            labels=self.labels[idx],
+            paths=[self.paths[i] for i in idx] if self.paths is not None else None,
+            pixels=self.pixels[idx] if self.pixels is not None else None,
+            boxes=self.boxes[idx] if self.boxes is not None else None,
+            meta={k: np.asarray(v)[idx] for k, v in self.meta.items()},
+            name=name or self.name,
+        )
+
+    def class_counts(self) -> np.ndarray:
+        labelled = self.labels[self.labels != UNLABELLED]
+        return np.bincount(labelled, minlength=len(self.class_names))
+
+
+class ImageDataset(Dataset):
+    """torch Dataset of (transformed image, label) over an ImageList."""
+
+    def __init__(self, images: ImageList, transform: Optional[Callable] = None):
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images.load(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.images.labels[index])
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, in natural order (2.jpg before 10.jpg)."""
+    files = [p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files, key=natural_key)
+
+
+def natural_key(path: Path) -> tuple:
+    stem = path.stem
+    return (0, int(stem), path.name) if stem.isdigit() else (1, 0, path.name)

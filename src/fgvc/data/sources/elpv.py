@@ -1,0 +1,70 @@
+"""ELPV: 2,624 electroluminescence images of solar cells, shipped by the pip package `elpv-dataset`.
+
+Each 300x300 grey cell is graded by experts with a defect probability of 0, 1/3, 2/3 or 1 and typed
+mono- or polycrystalline. The default label is the grade (4 imbalanced, subtly different classes);
+``data.label: type`` learns the cell type instead. The official data set has no split, so a fixed
+stratified test split (25%, stratified by grade and type) is drawn with a constant seed.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from fgvc.data.images import ImageList
+from fgvc.data.sources.base import SourceParts, read_table, require_files, require_root
+from fgvc.data.splits import stratified_split
+from fgvc.errors import DataError
+
+GRADES = {"0.0": 0, "0.3333333333333333": 1, "0.6666666666666666": 2, "1.0": 3}
+GRADE_NAMES = ["functional", "possibly_defective", "likely_defective", "defective"]
+TYPE_NAMES = ["mono", "poly"]
+TEST_FRACTION = 0.25
+TEST_SEED = 2624  # fixed: the ELPV test split never changes with the experiment's seeds
+HINT = "Install it with `pip install elpv-dataset`, or point data.root at a folder holding labels.csv and images/."
+
+
+def packaged_root() -> Path:
+    """The data folder inside the installed `elpv-dataset` package."""
+    try:
+        return Path(str(resources.files("elpv_dataset"))) / "data"
+    except ModuleNotFoundError:
+        raise DataError(f"ELPV: the package elpv-dataset is not installed. {HINT}") from None
+
+
+def _grade(value: str, where: str) -> int:
+    try:
+        probability = float(value)
+    except ValueError:
+        raise DataError(f"ELPV: {where}: defect probability {value!r} is not a number") from None
+    grade = int(round(probability * 3))
+    if abs(probability * 3 - grade) > 1e-6 or not 0 <= grade <= 3:
+        raise DataError(f"ELPV: {where}: defect probability {value!r} is not one of 0, 1/3, 2/3, 1")
+    return grade
+
+
+def load_elpv(root: Optional[Path] = None, label: str = "grade") -> SourceParts:
+    """ELPV with a fixed stratified 75/25 train/test split; class = defect grade or cell type."""
+    root = require_root(root or packaged_root(), "ELPV", HINT)
+    require_files(root, ["labels.csv", "images"], "ELPV", HINT)
+    rows = read_table(root / "labels.csv", 3)
+    grades = np.array([_grade(prob, f"labels.csv line {n}") for n, (_, prob, _t) in enumerate(rows, 1)])
+    types = []
+    for number, (_, _, cell_type) in enumerate(rows, 1):
+        if cell_type.strip() not in TYPE_NAMES:
+            raise DataError(f"ELPV: labels.csv line {number}: cell type {cell_type!r} is not mono or poly")
+        types.append(TYPE_NAMES.index(cell_type.strip()))
+    types = np.array(types)
+    whole = ImageList(
+        class_names=GRADE_NAMES if label == "grade" else TYPE_NAMES,
+        labels=grades if label == "grade" else types,
+        paths=[root / path for path, _, _ in rows],
+        meta={"grade": grades, "type": np.array(TYPE_NAMES)[types]},
+        name="elpv",
+    )
+    # Stratify by grade x type, so both labels keep their proportions in train and test.
+    train_idx, test_idx = stratified_split(grades * 2 + types, TEST_FRACTION, TEST_SEED)
+    return SourceParts(train=whole.subset(train_idx, "elpv/train"), test=whole.subset(test_idx, "elpv/test"))

@@ -1,0 +1,88 @@
+"""Kaggle-style CSV labels (dog-breed-identification labels.csv, classify-leaves train.csv, cifar-10
+trainLabels.csv): one row per training image, plus a folder of unlabelled test images."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from fgvc.config import CsvConfig
+from fgvc.data.images import IMAGE_EXTENSIONS, UNLABELLED, ImageList, list_image_files
+from fgvc.data.sources.base import SourceParts, require_files, require_root
+from fgvc.errors import DataError
+
+HINT = "Download the competition's files (kaggle competitions download -c NAME) and extract them into data.root."
+
+
+def _resolve(image_dir: Path, ids: list[str], extension: str, csv_path: Path) -> list[Path]:
+    if extension != "auto":
+        return [image_dir / f"{i}{extension}" for i in ids]
+    # One listing of the folder; ids may carry their own extension or folder ("images/0.jpg").
+    by_stem = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
+    paths = []
+    for image_id in ids:
+        direct = image_dir / image_id
+        if Path(image_id).suffix.lower() in IMAGE_EXTENSIONS:
+            paths.append(direct)
+        elif image_id in by_stem:
+            paths.append(by_stem[image_id])
+        else:
+            paths.append(direct)  # reported as missing below
+    return paths
+
+
+def load_kaggle_csv(root: Path, options: CsvConfig) -> SourceParts:
+    """Labels from a CSV; class names are the sorted label values; test images are unlabelled."""
+    root = require_root(root, "Kaggle CSV data set", HINT)
+    require_files(root, [options.file, options.image_dir], "Kaggle CSV data set", HINT)
+    csv_path = root / options.file
+    with csv_path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        for column in (options.id_column, options.label_column):
+            if column not in columns:
+                raise DataError(
+                    f"{csv_path}: no column {column!r} (columns: {columns}); "
+                    "set data.csv.id_column / data.csv.label_column"
+                )
+        rows = [(row[options.id_column].strip(), row[options.label_column].strip()) for row in reader]
+    if not rows:
+        raise DataError(f"{csv_path}: no rows")
+    empty = [i for i, (image_id, label) in enumerate(rows, start=2) if not image_id or not label]
+    if empty:
+        raise DataError(f"{csv_path}: empty id or label on lines {empty[:10]}")
+    ids, label_names = zip(*rows)
+    class_names = sorted(set(label_names))
+    index = {name: i for i, name in enumerate(class_names)}
+    image_dir = root / options.image_dir
+    # Ids that already name a sub-path ("images/0.jpg") are relative to root, not image_dir.
+    base = root if all("/" in i for i in ids) else image_dir
+    paths = _resolve(base, list(ids), options.extension, csv_path)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"{csv_path}: {len(missing)} of {len(paths)} listed images are missing, e.g. {missing[:3]}; "
+            "check data.csv.image_dir and data.csv.extension"
+        )
+    train = ImageList(
+        class_names=class_names,
+        labels=np.array([index[n] for n in label_names]),
+        paths=paths,
+        meta={"id": np.array(ids)},
+        name="kaggle_csv/train",
+    )
+    unlabelled = None
+    if options.test_dir and (root / options.test_dir).is_dir():
+        files = list_image_files(root / options.test_dir)
+        unlabelled = ImageList(
+            class_names=class_names,
+            labels=np.full(len(files), UNLABELLED),
+            paths=files,
+            meta={"id": np.array([p.stem for p in files])},
+            name="kaggle_csv/unlabelled",
+        )
+    elif options.test_dir:
+        raise DataError(f"Kaggle CSV data set: test folder {root / options.test_dir} not found; set data.csv.test_dir: null if there is none")
+    return SourceParts(train=train, unlabelled=unlabelled)

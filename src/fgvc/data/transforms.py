@@ -1,0 +1,78 @@
+"""Train and eval pipelines from the config, built with timm's ``create_transform``.
+
+Normalisation (mean/std) and interpolation default to the model's pretrained config, because a
+checkpoint only works with the statistics it was trained with (EfficientNet-Lite0 expects
+mean = std = 0.5; ImageNet statistics make its predictions clearly worse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from timm.models import get_pretrained_cfg
+from torchvision import transforms as T
+
+from fgvc.config import AUTO_AUGMENT_ALIASES, ModelConfig, TransformConfig
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    source: str  # where the numbers came from, for the user
+
+
+def resolve_normalization(tcfg: TransformConfig, model: ModelConfig) -> Normalization:
+    """mean/std/interpolation: the config's if set, else the timm model's pretrained config, else ImageNet."""
+    pretrained = get_pretrained_cfg(model.name) if model.source == "timm" else None
+    mean = tcfg.mean or (tuple(pretrained.mean) if pretrained else IMAGENET_DEFAULT_MEAN)
+    std = tcfg.std or (tuple(pretrained.std) if pretrained else IMAGENET_DEFAULT_STD)
+    interpolation = tcfg.interpolation or (pretrained.interpolation if pretrained else "") or "bilinear"
+    if tcfg.mean and tcfg.std:
+        source = "config"
+    elif pretrained:
+        source = f"timm pretrained config of {model.name}"
+    else:
+        source = "ImageNet defaults"
+    return Normalization(tuple(mean), tuple(std), interpolation, source)
+
+
+def build_transform(tcfg: TransformConfig, norm: Normalization, train: bool) -> Callable:
+    """A torchvision transform: PIL image -> normalised tensor of size ``tcfg.crop``."""
+    if not train:
+        # crop_pct so that timm resizes the short side to exactly `resize` (floor(crop / pct) == resize).
+        return create_transform(
+            tcfg.crop,
+            is_training=False,
+            crop_pct=tcfg.crop / (tcfg.resize + 0.5),
+            crop_mode="center",
+            interpolation=norm.interpolation if norm.interpolation != "random" else "bilinear",
+            mean=norm.mean,
+            std=norm.std,
+        )
+    policy = AUTO_AUGMENT_ALIASES.get(tcfg.auto_augment, tcfg.auto_augment) if tcfg.auto_augment else None
+    trivial = policy == "trivialaugment"
+    primary, secondary, final = create_transform(
+        tcfg.crop,
+        is_training=True,
+        train_crop_mode=tcfg.train_crop_mode,
+        scale=tuple(tcfg.scale),
+        ratio=tuple(tcfg.ratio),
+        hflip=tcfg.hflip,
+        vflip=tcfg.vflip,
+        color_jitter=tcfg.color_jitter if tcfg.color_jitter > 0 else None,
+        auto_augment=None if trivial else policy,
+        interpolation=norm.interpolation,
+        mean=norm.mean,
+        std=norm.std,
+        re_prob=tcfg.re_prob,
+        re_mode=tcfg.re_mode,
+        re_count=tcfg.re_count,
+        separate=True,
+    )
+    # timm has no TrivialAugment; torchvision's TrivialAugmentWide slots in where timm puts its policies.
+    middle = [T.TrivialAugmentWide()] if trivial else list(secondary.transforms)
+    return T.Compose(list(primary.transforms) + middle + list(final.transforms))

@@ -1,0 +1,1 @@
+"""Models: creation by name, pretrained weights (hub or local/foreign files), transfer strategies."""
