@@ -231,3 +231,15 @@ def make_elpv(root: Path) -> Path:
                 lines.append(f"{path}  {probability:<20}{cell_type}")
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def make_colour_classes(root: Path, per_class: int = 16, size: int = 24, seed: int = 123) -> Path:
+    """A learnable ImageFolder: class = dominant colour (red / green / blue) plus noise."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(("red", "green", "blue")):
+        for k in range(per_class):
+            pixels = rng.integers(0, 90, size=(size, size, 3)).astype(np.uint8)
+            pixels[..., c] = rng.integers(150, 256, size=(size, size))
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / name / f"{name}_{k:03d}.png")
+    return root

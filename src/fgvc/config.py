@@ -182,6 +182,11 @@ class ModelConfig(Section):
     hub_repo: Optional[str] = None
     hub_entry: Optional[str] = None
     hub_kwargs: dict[str, Any] = Field(default_factory=dict)
+    hub_replace_head: bool = Field(True, description="torch_hub: replace the last Linear with a new head")
+    img_size: Optional[int] = Field(None, gt=0, description="input size for models that fix it (ViT); null: default")
+    head_hidden: list[int] = Field(default_factory=list, description="MLP head hidden sizes, e.g. [256]")
+    head_dropout: float = Field(0.0, ge=0, lt=1)
+    keep_pretrained_head: bool = Field(False, description="keep the 1000-class head and put the new head on top")
     drop_rate: float = Field(0.0, ge=0, lt=1)
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     attn_drop_rate: float = Field(0.0, ge=0, lt=1)

@@ -81,11 +81,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def head_keys(model: nn.Module) -> list[str]:
-    """State-dict keys of the model's classifier (timm's pretrained_cfg names it)."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    names = cfg.get("classifier") or ()
-    names = (names,) if isinstance(names, str) else tuple(names)
-    return [k for k in model.state_dict() if any(k.startswith(f"{n}.") for n in names)]
+    """State-dict keys of the model's classifier head."""
+    from fgvc.models.heads import classifier_name
+
+    prefix = f"{classifier_name(model)}."
+    return [k for k in model.state_dict() if k.startswith(prefix)]
 
 
 def _shape_error(pairs: list[tuple[str, str, torch.Size, torch.Size]], path: Path) -> WeightsError:

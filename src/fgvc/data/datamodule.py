@@ -1,0 +1,122 @@
+"""Data loaders for training: a LightningDataModule whose randomness depends only on (seed, epoch, index).
+
+Shuffling is drawn from (seed, epoch) and each sample's augmentation from (seed, epoch, index), so a
+run resumed from a checkpoint sees exactly the batches and augmentations of the uninterrupted run,
+whatever the number of workers. Under DDP the sampler shards the same permutation across ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Callable, Optional
+
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from fgvc.data.images import ImageList
+from fgvc.data.splits import DataSplits
+
+
+def mix_seed(*parts: int) -> int:
+    """A 32-bit seed from integers (a simple, stable hash)."""
+    value = 0x9E3779B9
+    for part in parts:
+        value = (value * 1_000_003) ^ (int(part) & 0xFFFFFFFF)
+        value &= 0xFFFFFFFFFFFF
+    return value & 0x7FFFFFFF
+
+
+def seed_everything_quietly(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) pairs: a (seed, epoch) permutation or the natural order, sharded by rank."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool):
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
+        self.epoch = epoch
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
+
+    def __len__(self) -> int:
+        world, _ = self._world()
+        return math.ceil(self.size / world)
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        world, rank = self._world()
+        if world > 1:
+            order += order[: len(self) * world - len(order)]  # pad so every rank gets as many
+            order = order[rank::world]
+        return iter((self.epoch, index) for index in order)
+
+
+class SeededImageDataset(Dataset):
+    """(image, label) pairs; the augmentation of sample i in epoch e is seeded by (seed, e, i)."""
+
+    def __init__(self, images: ImageList, transform: Callable, seed: int):
+        self.images, self.transform, self.seed = images, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        seed_everything_quietly(mix_seed(self.seed, epoch, index))
+        image = self.transform(self.images.load(index))
+        return image, int(self.images.labels[index])
+
+
+class FgvcDataModule(L.LightningDataModule):
+    """Train / val / test loaders over :class:`DataSplits` with the given transforms."""
+
+    def __init__(self, splits: DataSplits, train_transform: Callable, eval_transform: Callable, batch_size: int,
+                 eval_batch_size: int, num_workers: int, seed: int, drop_last: bool = False):
+        super().__init__()
+        self.splits = splits
+        self.train_transform, self.eval_transform = train_transform, eval_transform
+        self.batch_size = batch_size  # the Tuner's batch-size search changes this attribute
+        self.eval_batch_size = eval_batch_size
+        self.num_workers, self.seed, self.drop_last = num_workers, seed, drop_last
+
+    def _loader(self, images: ImageList, train: bool, batch_size: int) -> DataLoader:
+        dataset = SeededImageDataset(images, self.train_transform if train else self.eval_transform, self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=EpochSampler(len(images), self.seed, shuffle=train),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=train and self.drop_last and len(images) > batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.train, True, self.batch_size)
+
+    def val_dataloader(self):
+        if self.splits.val is None or not len(self.splits.val):
+            return []
+        return self._loader(self.splits.val, False, self.eval_batch_size)
+
+    def split_loader(self, split: str) -> Optional[DataLoader]:
+        images = getattr(self.splits, split)
+        return self._loader(images, False, self.eval_batch_size) if images is not None and len(images) else None

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, predictions and Kaggle submissions."""

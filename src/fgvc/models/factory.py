@@ -1,0 +1,116 @@
+"""Create the network of an experiment: a timm / torchvision / torch.hub model with a head for the data set.
+
+Pretrained weights come from the hub when online, or from ``model.pretrained_file`` (a local
+.pth/.safetensors, or weights a pip package ships). A checkpoint whose head has another class count
+loads everything but the head, and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import timm
+import torch
+from torch import nn
+
+from fgvc.config import ModelConfig
+from fgvc.errors import WeightsError
+from fgvc.models.heads import classifier_name, replace_classifier
+from fgvc.models.weights import LoadReport, load_weights_file
+
+log = logging.getLogger("fgvc")
+
+OFFLINE_HINT = (
+    "If you are offline, download the weights once elsewhere and set model.pretrained_file to the "
+    ".pth/.safetensors file (or package:MODULE/path for weights a pip package ships), "
+    "or set model.pretrained: false to start from random weights. HF_HUB_OFFLINE=1 makes this fail fast."
+)
+
+
+def create_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[LoadReport]]:
+    """The model with a ``num_classes`` head, and a report of any weights file loaded into it."""
+    if cfg.source == "timm":
+        model, report = _timm_model(cfg, num_classes)
+    elif cfg.source == "torchvision":
+        model, report = _torchvision_model(cfg, num_classes)
+    else:
+        model, report = _hub_model(cfg, num_classes)
+    if cfg.head_hidden or cfg.keep_pretrained_head:
+        replace_classifier(model, num_classes, hidden=cfg.head_hidden, dropout=cfg.head_dropout,
+                           keep_existing=cfg.keep_pretrained_head)
+    return model, report
+
+
+def _timm_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[LoadReport]]:
+    if cfg.name not in timm.list_models() and not timm.is_model(cfg.name):
+        close = timm.list_models(f"*{cfg.name.split('_')[0]}*")[:8]
+        raise WeightsError(f"model.name {cfg.name!r} is not a timm model; similar names: {close}")
+    head_classes = 1000 if cfg.keep_pretrained_head else num_classes
+    kwargs = dict(num_classes=head_classes, drop_rate=cfg.drop_rate)
+    if cfg.drop_path_rate:
+        kwargs["drop_path_rate"] = cfg.drop_path_rate
+    if cfg.attn_drop_rate:
+        kwargs["attn_drop_rate"] = cfg.attn_drop_rate
+    if cfg.img_size:
+        kwargs["img_size"] = cfg.img_size
+    try:
+        model = timm.create_model(cfg.name, pretrained=cfg.pretrained and not cfg.pretrained_file, **kwargs)
+    except TypeError as exc:  # e.g. attn_drop_rate for a CNN
+        raise WeightsError(f"model {cfg.name!r} does not take these options: {exc}") from None
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise WeightsError(f"could not get pretrained weights for {cfg.name!r}: {exc}\n{OFFLINE_HINT}") from None
+    report = load_weights_file(model, cfg.pretrained_file, cfg.key_mapping) if _use_file(cfg) else None
+    return model, report
+
+
+def _use_file(cfg: ModelConfig) -> bool:
+    return bool(cfg.pretrained and cfg.pretrained_file)
+
+
+def _torchvision_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[LoadReport]]:
+    import torchvision
+
+    try:
+        builder = torchvision.models.get_model_builder(cfg.name)
+    except ValueError:
+        raise WeightsError(
+            f"model.name {cfg.name!r} is not a torchvision model; e.g. {torchvision.models.list_models()[:8]}"
+        ) from None
+    weights = "DEFAULT" if cfg.pretrained and not cfg.pretrained_file else None
+    try:
+        model = builder(weights=weights)
+    except Exception as exc:  # noqa: BLE001 - download failures come in many types
+        raise WeightsError(f"could not get torchvision weights for {cfg.name!r}: {exc}\n{OFFLINE_HINT}") from None
+    if not cfg.keep_pretrained_head:
+        replace_classifier(model, num_classes)
+    report = load_weights_file(model, cfg.pretrained_file, cfg.key_mapping) if _use_file(cfg) else None
+    return model, report
+
+
+def _hub_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[LoadReport]]:
+    """torch.hub entry point; a local repo folder or the local hub cache works offline."""
+    if not cfg.hub_repo or not cfg.hub_entry:
+        raise WeightsError("model.source torch_hub needs model.hub_repo (owner/repo or a folder) and model.hub_entry")
+    local = Path(cfg.hub_repo).expanduser().is_dir()
+    kwargs = dict(cfg.hub_kwargs)
+    try:
+        model = torch.hub.load(
+            str(Path(cfg.hub_repo).expanduser()) if local else cfg.hub_repo,
+            cfg.hub_entry,
+            source="local" if local else "github",
+            trust_repo=True,
+            skip_validation=True,
+            **kwargs,
+        )
+    except Exception as exc:  # noqa: BLE001
+        cache = torch.hub.get_dir()
+        raise WeightsError(
+            f"could not load torch.hub {cfg.hub_repo}:{cfg.hub_entry}: {exc}\n"
+            f"Offline, torch.hub uses its cache in {cache}; or set model.hub_repo to a local clone of the repo."
+        ) from None
+    if cfg.hub_replace_head:
+        replace_classifier(model, num_classes)
+    report = load_weights_file(model, cfg.pretrained_file, cfg.key_mapping) if _use_file(cfg) else None
+    return model, report

@@ -1,0 +1,87 @@
+"""Callbacks: per-epoch reseeding (resume-exact runs), gradual unfreezing, and the epoch summary + history."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import lightning as L
+from rich.console import Console
+
+from fgvc.data.datamodule import mix_seed, seed_everything_quietly
+from fgvc.models.strategies import count_parameters, unfreeze_stage_for_epoch
+
+
+class EpochReseed(L.Callback):
+    """Reseed every RNG from (seed, epoch) at each epoch start, so a resumed run repeats the original."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        seed_everything_quietly(mix_seed(self.seed, trainer.current_epoch, 7))
+
+
+class GradualUnfreeze(L.Callback):
+    """Open one more backbone stage (top down) every ``strategy.unfreeze_every`` epochs.
+
+    All parameters sit in the optimizer from the start (frozen ones get no gradient and no update),
+    so schedules and optimizer state need no surgery and a resumed run unfreezes identically.
+    """
+
+    def __init__(self, strategy_cfg):
+        self.cfg = strategy_cfg
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        opened = unfreeze_stage_for_epoch(pl_module.model, self.cfg, trainer.current_epoch)
+        _, trainable = count_parameters(pl_module.model)
+        pl_module.log("train/open_stages", float(opened), on_epoch=True, on_step=False)
+        pl_module.log("train/trainable_params", float(trainable), on_epoch=True, on_step=False)
+
+
+class EpochSummary(L.Callback):
+    """Print one clear line per epoch and keep ``history.csv`` (one row per finished epoch)."""
+
+    def __init__(self, history_path: Path, console: Console | None = None):
+        self.path = Path(history_path)
+        self.console = console or Console(stderr=True)
+        self.rows: list[dict] = []
+        self._start = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:  # after a checkpoint is restored
+        if self.path.is_file():  # resumed: keep the rows of epochs the checkpoint has finished
+            with self.path.open() as handle:
+                self.rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < trainer.current_epoch]
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self._start, 3),
+               "lr": trainer.optimizers[0].param_groups[-1]["lr"] if trainer.optimizers else 0.0}
+        row.update({k: round(v, 6) for k, v in sorted(metrics.items())})
+        self.rows.append(row)
+        if trainer.is_global_zero:
+            self._write()
+            shown = "  ".join(
+                f"{k} {metrics[k]:.4f}" for k in ("train/loss", "train/top1", "val/loss", "val/top1", "val/f1_macro")
+                if k in metrics
+            )
+            self.console.print(
+                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  lr {row['lr']:.2e}  "
+                f"{row['seconds']:.1f}s", highlight=False, soft_wrap=True,
+            )
+
+    def _write(self) -> None:
+        columns: list[str] = []
+        for row in self.rows:
+            columns += [k for k in row if k not in columns]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)

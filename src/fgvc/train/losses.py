@@ -1,0 +1,81 @@
+"""Losses: cross-entropy, label smoothing, focal, soft-target CE (mixup/cutmix), class-balanced weights.
+
+Every loss takes integer targets or soft (probability) targets, so mixup and cutmix work with all.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fgvc.config import LossConfig
+
+
+def balanced_class_weights(class_counts: np.ndarray) -> torch.Tensor:
+    """n / (k * count_c), as scikit-learn's ``compute_class_weight('balanced')``; absent classes get 0."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _soft(target: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    if target.dtype.is_floating_point:
+        return target
+    one_hot = F.one_hot(target, num_classes).float()
+    return one_hot * (1 - smoothing) + smoothing / num_classes if smoothing else one_hot
+
+
+class CrossEntropy(nn.Module):
+    """Cross-entropy with optional label smoothing and class weights, for hard or soft targets."""
+
+    def __init__(self, smoothing: float = 0.0, weight: Optional[torch.Tensor] = None):
+        super().__init__()
+        self.smoothing = smoothing
+        self.register_buffer("weight", weight if weight is not None else None, persistent=False)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not target.dtype.is_floating_point:
+            return F.cross_entropy(logits, target, weight=self.weight, label_smoothing=self.smoothing)
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        per_class = -target * log_probs
+        if self.weight is not None:
+            per_class = per_class * self.weight
+        return per_class.sum(-1).mean()
+
+
+class FocalLoss(nn.Module):
+    """Softmax focal loss: sum_c -alpha_c * y_c * (1 - p_c)^gamma * log p_c (Lin et al., multi-class form).
+
+    ``alpha`` is a scalar factor; class weights (``loss.class_weights: balanced``) give per-class alpha.
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: Optional[float] = None, smoothing: float = 0.0,
+                 weight: Optional[torch.Tensor] = None):
+        super().__init__()
+        self.gamma, self.alpha, self.smoothing = gamma, alpha, smoothing
+        self.register_buffer("weight", weight if weight is not None else None, persistent=False)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        soft = _soft(target, logits.shape[-1], self.smoothing)
+        per_class = -soft * (1 - log_probs.exp()).pow(self.gamma) * log_probs
+        if self.weight is not None:
+            per_class = per_class * self.weight
+        if self.alpha is not None:
+            per_class = per_class * self.alpha
+        return per_class.sum(-1).mean()
+
+
+def build_loss(cfg: LossConfig, class_counts: np.ndarray) -> nn.Module:
+    """The configured loss; ``soft_target`` is plain CE on mixup's soft labels."""
+    weight = balanced_class_weights(class_counts) if cfg.class_weights == "balanced" else None
+    if cfg.name == "focal":
+        return FocalLoss(cfg.focal_gamma, cfg.focal_alpha, weight=weight)
+    smoothing = cfg.smoothing if cfg.name == "label_smoothing" else 0.0
+    return CrossEntropy(smoothing=smoothing, weight=weight)

@@ -1,0 +1,134 @@
+"""The LightningModule: *what* is computed (loss, metrics, optimizers). The Trainer decides *how*."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.scheduler.scheduler import Scheduler as TimmScheduler
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from fgvc.config import ExperimentConfig
+from fgvc.errors import FgvcError
+from fgvc.models.strategies import keep_frozen_norms_in_eval
+from fgvc.train.losses import build_loss
+from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
+
+
+class NonFiniteLossError(FgvcError):
+    """The training loss became NaN or infinite."""
+
+
+def weight_penalty(model: nn.Module, l1: float, p, weight: float) -> torch.Tensor:
+    """l1 * sum|w| + weight * ||w||_p over trainable weight tensors (norms and biases excluded)."""
+    tensors = [w for w in model.parameters() if w.requires_grad and w.ndim > 1]
+    total = torch.zeros((), device=tensors[0].device) if tensors else torch.zeros(())
+    if l1:
+        total = total + l1 * sum(w.abs().sum() for w in tensors)
+    if weight:
+        if p == "inf":
+            norm = torch.stack([w.abs().max() for w in tensors]).max()
+        else:
+            p = float(p)
+            norm = torch.stack([w.abs().pow(p).sum() for w in tensors]).sum().pow(1 / p)
+        total = total + weight * norm
+    return total
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    top_k = min(5, num_classes)
+    return MetricCollection(
+        {
+            "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            f"top{top_k}": MulticlassAccuracy(num_classes, top_k=top_k, average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class Classifier(L.LightningModule):
+    """Fine-tunes ``model`` on ``cfg``: loss (with mixup/cutmix), weight penalties, metrics, optimizers."""
+
+    def __init__(self, model: nn.Module, cfg: ExperimentConfig, class_counts: np.ndarray):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.num_classes = len(class_counts)
+        self.loss_fn = build_loss(cfg.loss, class_counts)
+        mix = cfg.data.mixup
+        self.mixup = (
+            Mixup(mixup_alpha=mix.mixup_alpha, cutmix_alpha=mix.cutmix_alpha, prob=mix.prob,
+                  switch_prob=mix.switch_prob, mode=mix.mode, num_classes=self.num_classes,
+                  label_smoothing=cfg.loss.smoothing if cfg.loss.name == "label_smoothing" else 0.0)
+            if mix.enabled else None
+        )
+        self.train_metrics = classification_metrics(self.num_classes, "train/")
+        self.val_metrics = classification_metrics(self.num_classes, "val/")
+        self._scheduler_interval = "step"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.cfg.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Lightning switches every submodule back to train mode around validation; frozen BatchNorm
+        # must keep using (and not update) its running statistics, so re-assert eval mode each step.
+        if self.cfg.strategy.freeze_bn:
+            keep_frozen_norms_in_eval(self.model)
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        hard_targets = targets
+        if self.mixup is not None and len(images) % 2 == 0:
+            images, targets = self.mixup(images, targets)
+        logits = self(images)
+        loss = self.loss_fn(logits, targets)
+        opt = self.cfg.optim
+        if opt.l1 or opt.penalty_weight:
+            loss = loss + weight_penalty(self.model, opt.l1, opt.penalty_p, opt.penalty_weight)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} "
+                f"(global step {self.global_step}); the run stopped and the last good checkpoint is kept in "
+                "checkpoints/last.ckpt. Try a lower optim.lr, train.gradient_clip_val, or train.precision: '32'."
+            )
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images))
+        if targets is hard_targets:
+            self.train_metrics.update(logits.detach(), hard_targets)
+            self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        images, targets = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, targets)
+        self.val_metrics.update(logits, targets)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(images))
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=False, batch_size=len(images))
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        groups = build_param_groups(self.model, cfg.optim, cfg.strategy, include_frozen=cfg.strategy.name == "gradual")
+        optimizer = build_optimizer(groups, cfg.optim)
+        epochs = cfg.train.epochs
+        steps_per_epoch = max(1, int(np.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs))))
+        scheduler = build_scheduler(optimizer, cfg.schedule, epochs, steps_per_epoch, self.monitor)
+        if scheduler is None:
+            return optimizer
+        self._scheduler_interval = scheduler["interval"]
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    @property
+    def monitor(self) -> str:
+        return self.cfg.train.monitor
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        if isinstance(scheduler, TimmScheduler):
+            step_timm_scheduler(scheduler, self._scheduler_interval, self.global_step, self.current_epoch, metric)
+        else:
+            super().lr_scheduler_step(scheduler, metric)

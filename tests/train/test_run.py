@@ -1,0 +1,154 @@
+"""End to end on fixture data with tiny models: the real training path, no mocks."""
+
+import csv
+import json
+
+import lightning as L
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fgvc.cli import app
+from fgvc.config import load_config
+from fgvc.errors import FgvcError
+from fgvc.train.module import NonFiniteLossError
+from fgvc.train.run import resume, train
+
+runner = CliRunner()
+VIT = ["model.name=vit_tiny_patch16_224", "model.img_size=32", "data.transforms.resize=32", "data.transforms.crop=32"]
+
+
+def history(run_dir):
+    with (run_dir / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("strategy,extra", [
+    ("full", []),
+    ("linear", ["optim.lr=0.02"]),
+    ("partial", ["strategy.unfreeze_last=1"]),
+    ("gradual", ["strategy.unfreeze_every=1"]),
+    ("attention", VIT + ["optim.lr=0.003"]),
+    ("lora", VIT + ["optim.lr=0.01", "strategy.lora_rank=4"]),
+])
+def test_each_strategy_trains_and_loss_drops(tiny_overrides, strategy, extra):
+    cfg = load_config(None, tiny_overrides + [f"strategy.name={strategy}", "train.epochs=3", "schedule.name=cosine"] + extra)
+    result = train(cfg, progress=False)
+    rows = history(result.run_dir)
+    assert len(rows) == 3
+    assert float(rows[-1]["train/loss"]) < float(rows[0]["train/loss"])
+    assert result.test["n"] == 12
+    if strategy == "gradual":
+        assert [float(r["train/open_stages"]) for r in rows] == [0.0, 1.0, 2.0]
+        assert float(rows[0]["train/trainable_params"]) < float(rows[2]["train/trainable_params"])
+
+
+def test_run_folder_holds_everything(tiny_overrides):
+    result = train(load_config(None, tiny_overrides), progress=False)
+    run = result.run_dir
+    for name in ("config.yaml", "classes.json", "history.csv", "learning_curves.png", "confusion_matrix.png",
+                 "metrics.json", "predictions_test.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "checkpoints/model.safetensors"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"top1", "top3", "f1_macro", "precision_macro", "recall_macro", "auroc_macro",
+                                    "ece", "per_class_accuracy", "confusion_matrix"}
+    assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"] > 0
+    with (run / "predictions_test.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 and rows[0]["target_name"] in ("blue", "green", "red")
+    assert abs(sum(float(rows[0][f"p_{c}"]) for c in ("blue", "green", "red")) - 1) < 1e-4
+    assert json.loads((run / "classes.json").read_text()) == ["blue", "green", "red"]
+    again = train(load_config(None, tiny_overrides), progress=False)
+    assert again.run_dir.name == "run-2"  # a second run never overwrites the first
+
+
+def test_same_seed_same_metrics(tiny_overrides):
+    a = train(load_config(None, tiny_overrides), progress=False)
+    b = train(load_config(None, tiny_overrides), progress=False)
+    assert a.test["top1"] == b.test["top1"] and a.test["ece"] == b.test["ece"]
+    assert [r["train/loss"] for r in history(a.run_dir)] == [r["train/loss"] for r in history(b.run_dir)]
+
+
+class KillAtEpoch(L.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("killed")
+
+
+def test_resume_after_kill_reaches_the_same_result(tiny_overrides):
+    sets = tiny_overrides + ["train.epochs=3", "schedule.name=cosine", "schedule.warmup_epochs=1",
+                             "data.transforms.hflip=0.5", "model.drop_rate=0.2"]
+    whole = train(load_config(None, sets + ["output.name=whole"]), progress=False)
+    killed_cfg = load_config(None, sets + ["output.name=killed"])
+    with pytest.raises(RuntimeError, match="killed"):
+        train(killed_cfg, callbacks=[KillAtEpoch(2)], progress=False)
+    run_dir = killed_cfg.run_dir
+    assert len(history(run_dir)) == 2
+    resumed = resume(run_dir, progress=False)
+    assert [r["train/loss"] for r in history(resumed.run_dir)] == [r["train/loss"] for r in history(whole.run_dir)]
+    assert resumed.test["top1"] == whole.test["top1"]
+    assert resumed.test["confusion_matrix"] == whole.test["confusion_matrix"]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 1\n")
+    with pytest.raises(FgvcError, match="no checkpoints/last.ckpt"):
+        resume(tmp_path, progress=False)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tiny_overrides):
+    # the lr jumps by 1e30 after the first epoch: the weights blow up and the loss turns non-finite
+    cfg = load_config(None, tiny_overrides + ["train.epochs=3", "optim.name=sgd", "optim.lr=0.1",
+                                              "schedule.name=multistep", "schedule.milestones=[1]",
+                                              "schedule.gamma=1e30"])
+    with pytest.raises(NonFiniteLossError, match=r"training loss is (nan|inf) at epoch 1, batch \d+ \(global step \d+\)"):
+        train(cfg, progress=False)
+    last = cfg.run_dir / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_mixup_ema_early_stopping_mlp_head(tiny_overrides):
+    cfg = load_config(None, tiny_overrides + [
+        "train.epochs=3", "data.mixup.mixup_alpha=0.4", "data.mixup.cutmix_alpha=1.0", "loss.name=soft_target",
+        "train.ema_decay=0.9", "train.early_stopping_patience=1", "model.head_hidden=[16]",
+        "train.gradient_clip_val=1.0", "train.accumulate_grad_batches=2", "optim.l1=1e-6",
+        "optim.penalty_p=inf", "optim.penalty_weight=1e-4"])
+    result = train(cfg, progress=False)
+    assert 1 <= len(history(result.run_dir)) <= 3
+    assert result.test["n"] == 12
+
+
+def test_cli_train_eval_predict(tiny_overrides, colour_data, tmp_path):
+    args = [a for s in tiny_overrides for a in ("--set", s)]
+    (tmp_path / "exp.yaml").write_text("seed: 42\n")
+    trained = runner.invoke(app, ["train", str(tmp_path / "exp.yaml"), *args, "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    assert "test metrics" in trained.output and "top1" in trained.output
+    run_dir = tmp_path / "runs" / "run"
+    evaluated = runner.invoke(app, ["eval", str(run_dir), "--split", "val"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads((run_dir / "metrics_val.json").read_text())["n"] == 12
+    out = tmp_path / "sub.csv"
+    predicted = runner.invoke(app, ["predict", str(run_dir), str(colour_data / "test" / "red"), "--out", str(out)])
+    assert predicted.exit_code == 0, predicted.output
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["id", "label"] and len(rows) == 5
+    assert rows[1][0] == "red_000" and rows[1][1] in ("blue", "green", "red")
+    probs = tmp_path / "probs.csv"
+    runner.invoke(app, ["predict", str(run_dir), str(colour_data / "test" / "red"), "--out", str(probs),
+                        "--format", "probs"])
+    rows = list(csv.reader(probs.open()))
+    assert rows[0] == ["id", "blue", "green", "red"]
+    assert abs(sum(float(x) for x in rows[1][1:]) - 1) < 1e-4
+
+
+def test_cli_train_without_config_or_resume():
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 2 and "give a CONFIG" in result.output
