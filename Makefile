@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/fgvc data verify $(DEMO)
-	$(BIN)/fgvc data show $(DEMO)
+	$(BIN)/fgvc train $(DEMO)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -17,7 +17,7 @@ from torch import nn
 
 from fgvc.config import ModelConfig
 from fgvc.errors import WeightsError
-from fgvc.models.heads import classifier_name, replace_classifier
+from fgvc.models.heads import replace_classifier, reset_head
 from fgvc.models.weights import LoadReport, load_weights_file
 
 log = logging.getLogger("fgvc")
@@ -62,6 +62,10 @@ def _timm_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional
     except (OSError, RuntimeError, ValueError) as exc:
         raise WeightsError(f"could not get pretrained weights for {cfg.name!r}: {exc}\n{OFFLINE_HINT}") from None
     report = load_weights_file(model, cfg.pretrained_file, cfg.key_mapping) if _use_file(cfg) else None
+    hub_head_loaded = cfg.pretrained and not cfg.pretrained_file and head_classes == model.pretrained_cfg.get("num_classes")
+    file_head_loaded = report is not None and not report.skipped_head
+    if not (hub_head_loaded or file_head_loaded):
+        reset_head(model)
     return model, report
 
 

@@ -74,3 +74,12 @@ def replace_classifier(
     _set_submodule(model, name, new)
     model.fgvc_classifier = name
     return model
+
+
+def reset_head(model: nn.Module, std: float = 0.01) -> None:
+    """Small init for a new classifier: timm's EfficientNet init (uniform +-1/sqrt(num_classes)) is sized
+    for 1000 classes and gives a 4-class head logits in the tens, so the first epochs only undo it."""
+    for module in model.get_submodule(classifier_name(model)).modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)

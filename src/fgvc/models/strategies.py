@@ -135,10 +135,18 @@ def unfreeze_stage_for_epoch(model: nn.Module, cfg: StrategyConfig, epoch: int) 
     return opened
 
 
-def keep_frozen_norms_in_eval(model: nn.Module) -> None:
-    """Put BatchNorm layers whose parameters are all frozen into eval mode (running stats fixed)."""
+def frozen_norms(model: nn.Module) -> list[nn.Module]:
+    """BatchNorm layers whose parameters are all frozen: they belong in eval mode (running stats fixed)."""
+    found = []
     for module in model.modules():
         if isinstance(module, _BatchNorm):
             params = list(module.parameters(recurse=False))
             if params and not any(p.requires_grad for p in params):
-                module.eval()
+                found.append(module)
+    return found
+
+
+def keep_frozen_norms_in_eval(model: nn.Module) -> None:
+    """Put the frozen BatchNorm layers of ``model`` into eval mode."""
+    for module in frozen_norms(model):
+        module.eval()

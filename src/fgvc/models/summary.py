@@ -42,10 +42,12 @@ class ModelSummary:
 
 def _saved_tensor_bytes(model: nn.Module, images: torch.Tensor) -> int:
     seen: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
 
     def pack(tensor: torch.Tensor):
         storage = tensor.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()  # count shared storage once
+        if storage.data_ptr() not in weights:  # weights saved for backward are not activations
+            seen[storage.data_ptr()] = storage.nbytes()  # count shared storage once
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -20,7 +20,7 @@ class EpochReseed(L.Callback):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        seed_everything_quietly(mix_seed(self.seed, trainer.current_epoch, 7))
+        seed_everything_quietly(mix_seed(self.seed, trainer.current_epoch, 7), devices=True)
 
 
 class GradualUnfreeze(L.Callback):
@@ -43,9 +43,8 @@ class GradualUnfreeze(L.Callback):
 class EpochSummary(L.Callback):
     """Print one clear line per epoch and keep ``history.csv`` (one row per finished epoch)."""
 
-    def __init__(self, history_path: Path, console: Console | None = None):
+    def __init__(self, history_path: Path):
         self.path = Path(history_path)
-        self.console = console or Console(stderr=True)
         self.rows: list[dict] = []
         self._start = 0.0
 
@@ -71,7 +70,7 @@ class EpochSummary(L.Callback):
                 f"{k} {metrics[k]:.4f}" for k in ("train/loss", "train/top1", "val/loss", "val/top1", "val/f1_macro")
                 if k in metrics
             )
-            self.console.print(
+            Console(stderr=True).print(  # made here: a stored Console cannot be pickled for ddp_spawn
                 f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  lr {row['lr']:.2e}  "
                 f"{row['seconds']:.1f}s", highlight=False, soft_wrap=True,
             )

@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from fgvc.config import ExperimentConfig
 from fgvc.errors import FgvcError
-from fgvc.models.strategies import keep_frozen_norms_in_eval
+from fgvc.models.strategies import frozen_norms
 from fgvc.train.losses import build_loss
 from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
 
@@ -66,20 +66,26 @@ class Classifier(L.LightningModule):
                   label_smoothing=cfg.loss.smoothing if cfg.loss.name == "label_smoothing" else 0.0)
             if mix.enabled else None
         )
-        self.train_metrics = classification_metrics(self.num_classes, "train/")
+        # training accuracy only: a full metric collection per step costs throughput for little insight
+        self.train_top1 = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.val_metrics = classification_metrics(self.num_classes, "val/")
         self._scheduler_interval = "step"
+        self._frozen_norms: list[nn.Module] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
-    def on_train_batch_start(self, batch, batch_idx) -> None:
+    def on_train_epoch_start(self) -> None:
         # Lightning switches every submodule back to train mode around validation; frozen BatchNorm
-        # must keep using (and not update) its running statistics, so re-assert eval mode each step.
-        if self.cfg.strategy.freeze_bn:
-            keep_frozen_norms_in_eval(self.model)
+        # must keep using (and not update) its running statistics, so eval mode is re-asserted.
+        self._frozen_norms = frozen_norms(self.model) if self.cfg.strategy.freeze_bn else []
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        for norm in self._frozen_norms:
+            if norm.training:
+                norm.eval()
 
     def training_step(self, batch, batch_idx):
         images, targets = batch
@@ -99,8 +105,8 @@ class Classifier(L.LightningModule):
             )
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images))
         if targets is hard_targets:
-            self.train_metrics.update(logits.detach(), hard_targets)
-            self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(images))
+            self.train_top1(logits.detach(), hard_targets)
+            self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, batch_size=len(images))
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -36,7 +36,7 @@ def _setup(cfg: ExperimentConfig):
     accelerator = "gpu" if cfg.train.accelerator == "cuda" else cfg.train.accelerator
     trainer = L.Trainer(accelerator=accelerator, devices=1, precision=cfg.train.precision, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=cfg.run_dir, use_distributed_sampler=False, max_epochs=1)
+                        default_root_dir=cfg.run_dir, use_distributed_sampler=False, max_epochs=1000)
     return module, datamodule, trainer
 
 

@@ -1,0 +1,32 @@
+import pytest
+from PIL import Image
+
+from fgvc.config import load_config
+from fgvc.train.run import train
+from fgvc.train.tune import find_batch_size, find_lr
+
+
+def test_lr_range_test_plots_and_suggests(tiny_overrides, tmp_path):
+    finding = find_lr(load_config(None, tiny_overrides), tmp_path / "lr.png", min_lr=1e-5, max_lr=1.0, steps=12)
+    assert len(finding.lrs) == 12 and finding.lrs[0] < finding.lrs[-1]
+    assert finding.suggestion is None or 1e-5 <= finding.suggestion <= 1.0
+    with Image.open(finding.plot) as plot:
+        assert plot.size[0] > 100
+
+
+def test_batch_size_search_doubles(tiny_overrides):
+    found = find_batch_size(load_config(None, tiny_overrides), init=2, max_trials=3)
+    assert found >= 8  # a tiny model at 24 px fits 2 -> 4 -> 8 -> 16 easily
+
+
+def test_ddp_two_cpu_processes_match_one(tiny_overrides):
+    """DDP through Lightning (gloo): 2 processes x 4 images see the same batches as 1 process x 8."""
+    common = tiny_overrides + ["train.epochs=2", "model.name=vit_tiny_patch16_224", "model.img_size=32",
+                               "data.transforms.resize=32", "data.transforms.crop=32", "optim.lr=0.002",
+                               "train.accelerator=cpu"]
+    single = train(load_config(None, common + ["output.name=single", "train.devices=1"]), progress=False)
+    double = train(load_config(None, common + ["output.name=ddp", "train.devices=2", "train.strategy=ddp_spawn",
+                                               "train.batch_size=4"]), progress=False)
+    assert double.metrics["val"]["n"] == single.metrics["val"]["n"] == 12
+    assert double.test["top1"] == pytest.approx(single.test["top1"], abs=0.17)
+    assert double.metrics["val"]["top1"] == pytest.approx(single.metrics["val"]["top1"], abs=0.17)
