@@ -29,7 +29,8 @@ def config(args, *extra: str):
     sets = [f"model.name={args.model}", "model.pretrained=false", f"data.transforms.crop={args.size}",
             f"data.transforms.resize={args.size}", f"train.batch_size={args.batch}", "schedule.name=none",
             f"data.num_workers={args.workers}", "strategy.name=full", "train.deterministic=false",
-            f"train.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "output.dir=/tmp/fgvc-bench", *extra]
+            f"train.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "output.dir=/tmp/fgvc-bench",
+            *args.set, *extra]
     return load_config("configs/demo.yaml", sets)
 
 
@@ -65,21 +66,25 @@ def plain_loop(cfg, splits, device: str, steps: int, warmup: int) -> float:
 
 
 class StepTimer(L.Callback):
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.count = warmup, None, 0
+    """Times the steps after ``warmup``, counted across epochs (batch_idx restarts every epoch)."""
+
+    def __init__(self, warmup: int, total: int):
+        self.warmup, self.total, self.seen, self.start, self.count = warmup, total, 0, None, 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
+        if self.seen == self.warmup:
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx >= self.warmup:
+        if self.seen >= self.warmup:
             self.count += 1
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.end = time.perf_counter()
+        self.seen += 1
+        if self.seen == self.total:  # synchronise once at the end, as the plain loop does
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.end = time.perf_counter()
 
 
 def fgvc_loop(cfg, splits, steps: int, warmup: int) -> float:
@@ -90,7 +95,7 @@ def fgvc_loop(cfg, splits, steps: int, warmup: int) -> float:
     if cfg.train.compile:
         model.compile()
     module = Classifier(model, cfg, splits.train.class_counts())
-    timer = StepTimer(warmup)
+    timer = StepTimer(warmup, steps + warmup)
     trainer = L.Trainer(max_epochs=1000, max_steps=steps + warmup, accelerator=cfg.train.accelerator,
                         devices=1, precision=cfg.train.precision, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
@@ -112,6 +117,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--switches", action="store_true", help="also time channels_last / bf16 / compile")
+    parser.add_argument("--set", action="append", default=[], help="config override, e.g. data.root=DIR")
     args = parser.parse_args()
     quiet_lightning()
     torch.manual_seed(0)

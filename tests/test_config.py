@@ -31,6 +31,7 @@ def test_set_overrides_parse_yaml_values(tmp_path):
     assert cfg.data.transforms.scale == (0.3, 1.0)
     assert cfg.model.pretrained is False
     assert cfg.eval.tta == ["flip"]
+    assert load_config(None, ["train.precision=32"]).train.precision == "32"  # YAML's number 32
 
 
 def test_unknown_key_names_key_and_valid_keys(tmp_path):

@@ -242,6 +242,7 @@ class TrainConfig(Section):
     batch_size: int = Field(32, ge=1)
     precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
     accumulate_grad_batches: int = Field(1, ge=1)
+
     gradient_clip_val: Optional[float] = Field(None, gt=0)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: Union[int, Literal["auto"]] = "auto"
@@ -255,6 +256,11 @@ class TrainConfig(Section):
     deterministic: bool = True
     limit_train_batches: Optional[Union[int, float]] = None
     limit_val_batches: Optional[Union[int, float]] = None
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value):
+        return str(value) if isinstance(value, int) else value  # YAML reads `precision: 32` as a number
 
 
 class EvalConfig(Section):

@@ -23,6 +23,18 @@ class EpochReseed(L.Callback):
         seed_everything_quietly(mix_seed(self.seed, trainer.current_epoch, 7), devices=True)
 
 
+class FiniteLossGuard(L.Callback):
+    """Checks for a recorded NaN/inf loss before anything is checkpointed (Lightning runs checkpoint
+    callbacks last), so last.ckpt always holds the last good weights."""
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            pl_module.raise_if_nonfinite()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        pl_module.raise_if_nonfinite()
+
+
 class GradualUnfreeze(L.Callback):
     """Open one more backbone stage (top down) every ``strategy.unfreeze_every`` epochs.
 

@@ -53,6 +53,8 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
 class Classifier(L.LightningModule):
     """Fine-tunes ``model`` on ``cfg``: loss (with mixup/cutmix), weight penalties, metrics, optimizers."""
 
+    FINITE_CHECK_EVERY = 16
+
     def __init__(self, model: nn.Module, cfg: ExperimentConfig, class_counts: np.ndarray):
         super().__init__()
         self.model = model
@@ -71,6 +73,7 @@ class Classifier(L.LightningModule):
         self.val_metrics = classification_metrics(self.num_classes, "val/")
         self._scheduler_interval = "step"
         self._frozen_norms: list[nn.Module] = []
+        self._first_bad: torch.Tensor | None = None  # (epoch, batch, global step) of the first non-finite loss
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.cfg.train.channels_last:
@@ -97,17 +100,36 @@ class Classifier(L.LightningModule):
         opt = self.cfg.optim
         if opt.l1 or opt.penalty_weight:
             loss = loss + weight_penalty(self.model, opt.l1, opt.penalty_p, opt.penalty_weight)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} "
-                f"(global step {self.global_step}); the run stopped and the last good checkpoint is kept in "
-                "checkpoints/last.ckpt. Try a lower optim.lr, train.gradient_clip_val, or train.precision: '32'."
-            )
+        self._watch_finite(loss, batch_idx)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images))
         if targets is hard_targets:
             self.train_top1(logits.detach(), hard_targets)
             self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, batch_size=len(images))
         return loss
+
+    def _watch_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Stop on a NaN/inf loss, naming the step. On the CPU every step is checked; on an accelerator
+        the first bad step is recorded on the device (no sync) and checked every few steps, so the
+        check does not stall the GPU pipeline."""
+        where = torch.tensor([self.current_epoch, batch_idx, self.global_step], device=loss.device)
+        if self._first_bad is None or self._first_bad.device != loss.device:
+            self._first_bad = torch.full((3,), -1, dtype=torch.long, device=loss.device)
+        fresh = (self._first_bad[0] < 0) & ~torch.isfinite(loss.detach())
+        self._first_bad = torch.where(fresh, where, self._first_bad)
+        if loss.device.type == "cpu" or batch_idx % self.FINITE_CHECK_EVERY == 0:
+            self.raise_if_nonfinite()
+
+    def raise_if_nonfinite(self) -> None:
+        """Raise NonFiniteLossError if a non-finite loss was recorded (called before every checkpoint)."""
+        if self._first_bad is None:
+            return
+        epoch, batch, step = (int(v) for v in self._first_bad.tolist())
+        if epoch >= 0:
+            raise NonFiniteLossError(
+                f"training loss is nan or inf at epoch {epoch}, batch {batch} (global step {step}); the run "
+                "stopped and the last good checkpoint is kept in checkpoints/last.ckpt. Try a lower optim.lr, "
+                "train.gradient_clip_val, or train.precision: '32'."
+            )
 
     def validation_step(self, batch, batch_idx):
         images, targets = batch

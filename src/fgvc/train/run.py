@@ -31,7 +31,7 @@ from fgvc.evaluate.metrics import headline
 from fgvc.evaluate.runs import build_network, evaluate_split, load_trained
 from fgvc.models.strategies import count_parameters, merge_lora
 from fgvc.report.plots import plot_confusion_matrix, plot_learning_curves
-from fgvc.train.callbacks import EpochReseed, EpochSummary, GradualUnfreeze
+from fgvc.train.callbacks import EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
 from fgvc.train.module import Classifier
 
 
@@ -148,7 +148,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
     total, trainable = count_parameters(model)
 
     # 3. train (Lightning does precision, devices, accumulation, clipping, checkpoints)
-    extra = [EpochReseed(cfg.seed), EpochSummary(run_dir / "history.csv")]
+    extra = [EpochReseed(cfg.seed), FiniteLossGuard(), EpochSummary(run_dir / "history.csv")]
     if cfg.strategy.name == "gradual":
         extra.append(GradualUnfreeze(cfg.strategy))
     has_val = splits.val is not None and len(splits.val) > 0
