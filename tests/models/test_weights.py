@@ -96,3 +96,17 @@ def test_wrong_architecture_and_missing_file_errors(tmp_path):
     (tmp_path / "junk.pth").write_bytes(np.arange(10, dtype=np.uint8).tobytes())
     with pytest.raises(WeightsError, match="cannot read weights from"):
         load_weights_file(timm.create_model("resnet10t"), str(tmp_path / "junk.pth"))
+
+
+def test_vit_checkpoint_from_another_resolution_gets_resampled_position_embeddings(tmp_path):
+    small = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=3)
+    torch.save(small.state_dict(), tmp_path / "vit32.pth")
+    large = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, num_classes=3)
+    load_weights_file(large, str(tmp_path / "vit32.pth"))
+    assert large.pos_embed.shape == (1, 1 + 16, 192)
+    assert torch.equal(large.pos_embed[:, :1], small.pos_embed[:, :1])  # class token kept
+    from timm.layers import resample_abs_pos_embed
+
+    expected = resample_abs_pos_embed(small.pos_embed, new_size=[4, 4], num_prefix_tokens=1)
+    assert torch.allclose(large.pos_embed, expected)
+    assert torch.equal(large.blocks[0].attn.qkv.weight, small.blocks[0].attn.qkv.weight)

@@ -106,6 +106,7 @@ def map_state_dict(
     body = [k for k in target if k not in head]
     if mapping in ("auto", "by_name"):
         named = {k: v for k, v in source.items() if k in target}
+        _resample_position_embeddings(named, target, model)
         if all(k in named for k in body):
             bad = [(k, k, named[k].shape, target[k].shape) for k in body if named[k].shape != target[k].shape]
             if bad:
@@ -137,6 +138,21 @@ def map_state_dict(
     elif extra:
         raise WeightsError(f"{path}: {len(extra)} tensors left over after mapping by order, e.g. {extra[:3]}")
     return mapped, "by order"
+
+
+def _resample_position_embeddings(named: dict, target: dict, model: nn.Module) -> None:
+    """A ViT checkpoint made at another resolution: interpolate its position embeddings (bicubic,
+    class/register tokens kept) to the model's grid, as timm does when it loads its own weights."""
+    for key in [k for k in named if k.endswith("pos_embed")]:
+        if named[key].shape == target[key].shape or named[key].ndim != 3:
+            continue
+        from timm.layers import resample_abs_pos_embed
+
+        prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
+        grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+        if grid is None:
+            continue
+        named[key] = resample_abs_pos_embed(named[key], new_size=list(grid), num_prefix_tokens=prefix)
 
 
 def load_weights_file(model: nn.Module, spec: str, mapping: Mapping = "auto") -> LoadReport:
