@@ -270,5 +270,101 @@ def tune_batch_size(config: Path = ConfigArg, set_: List[str] = SetOption,
     console.print(f"largest batch size that fits: {find_batch_size(load_config(config, set_), max_trials=max_trials)}")
 
 
+def _print_summary(summary: dict, split: str = "test") -> None:
+    from fgvc.evaluate.stats import Description
+
+    table = Table(title=f"{summary['kind']} over {len(summary['members'])} runs, {split} split (mean and 95% CI)")
+    for column in ("metric", "mean", "std", "95% CI", "min", "max"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for metric, stats in summary["metrics"].get(split, {}).items():
+        d = Description(**stats)
+        ci = f"[{d.ci_low:.4f}, {d.ci_high:.4f}]" if d.ci_low is not None else "-"
+        table.add_row(metric, f"{d.mean:.4f}", f"{d.std:.4f}", ci, f"{d.min:.4f}", f"{d.max:.4f}")
+    console.print(table)
+
+
+@app.command("repeat")
+@friendly_errors
+def repeat_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    seeds: str = typer.Option("5", help="a count (from the config's seed on) or a list: 1,7,42"),
+    random_seeds: bool = typer.Option(False, help="draw the seeds at random (kept in group.json)"),
+    out: Optional[Path] = typer.Option(None, help="group folder (default RUN_DIR-repeat)"),
+    bootstrap: int = typer.Option(0, help="bootstrap resamples for the CI (0: Student t)"),
+) -> None:
+    """Train the config once per seed; mean, std, min/max and a 95% CI of every metric."""
+    from fgvc.experiments.repeat import draw_seeds, parse_seeds, repeat
+
+    cfg = load_config(config, set_)
+    seed_list = draw_seeds(int(seeds)) if random_seeds else parse_seeds(seeds, cfg.seed)
+    summary = repeat(cfg, seed_list, out, bootstrap=bootstrap, log=console.print)
+    for split in ("val", "test"):
+        if split in summary["metrics"]:
+            _print_summary(summary, split)
+    console.print(f"group folder: {summary['group']}")
+
+
+@app.command("crossval")
+@friendly_errors
+def crossval_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    folds: int = typer.Option(5, min=2, help="number of stratified folds"),
+    retrain: bool = typer.Option(False, help="finally train on all folds together"),
+    out: Optional[Path] = typer.Option(None, help="group folder (default RUN_DIR-cvK)"),
+) -> None:
+    """Stratified k-fold cross-validation: per-fold and aggregated metrics."""
+    from fgvc.experiments.crossval import crossval
+
+    summary = crossval(load_config(config, set_), folds, out, retrain=retrain, log=console.print)
+    _print_summary(summary, "val")
+    if "final" in summary and "test" in summary["final"]:
+        _print_metrics("retrained on all folds: test metrics", summary["final"]["test"])
+    console.print(f"group folder: {summary['group']}")
+
+
+@app.command("compare")
+@friendly_errors
+def compare_command(
+    groups: List[Path] = typer.Argument(..., help="run groups (folders from repeat / crossval / sweep)"),
+    split: str = typer.Option("test", help="val or test"),
+    metric: List[str] = typer.Option([], help="metrics to compare (default top1, f1_macro, auroc_macro, ece)"),
+) -> None:
+    """Difference of means with CI and a paired (or Welch) test for each group against the first."""
+    from fgvc.experiments.compare import compare_groups
+
+    rows = compare_groups(groups, split, metric or None)
+    table = Table(title=f"{split} split: B - A")
+    for column in ("A", "B", "metric", "mean A", "mean B", "B - A", "95% CI", "test", "p"):
+        table.add_column(column)
+    for a, b, c, _ in rows:
+        table.add_row(a, b, c.metric, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.diff:+.4f}",
+                      f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", c.test, f"{c.p_value:.3g}")
+    console.print(table)
+    for *_, text in rows:
+        console.print(text, highlight=False)
+
+
+@app.command("sweep")
+@friendly_errors
+def sweep_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    grid: List[str] = typer.Option(..., help="KEY=V1,V2,... (repeatable: the grid is their product)"),
+    seeds: str = typer.Option("3", help="a count or a list of seeds, the same in every cell"),
+    out: Optional[Path] = typer.Option(None, help="sweep folder (default RUN_DIR-sweep)"),
+    split: str = typer.Option("test", help="split the comparison uses"),
+) -> None:
+    """Run a grid of config values x seeds and compare every cell with the first."""
+    from fgvc.experiments.repeat import parse_seeds
+    from fgvc.experiments.sweep import parse_grid, sweep
+
+    cfg = load_config(config, set_)
+    result = sweep(cfg, parse_grid(grid), parse_seeds(seeds, cfg.seed), out, split, log=console.print)
+    for row in result["comparisons"]:
+        console.print(row["verdict"], highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app()

@@ -151,6 +151,8 @@ class DataConfig(Section):
     val_fraction: float = Field(0.1, ge=0, lt=1)
     split_seed: int = Field(0, description="seed of the train/val split, kept apart from the training seed")
     limit_per_class: Optional[int] = Field(None, gt=0, description="keep at most N training images per class")
+    folds: Optional[int] = Field(None, ge=2, description="k-fold: split the training part into this many folds")
+    fold: Optional[int] = Field(None, ge=0, description="k-fold: which fold is the val split (0-based)")
     num_workers: int = Field(2, ge=0)
     cache_dir: Path = Field(Path("~/.cache/fgvc"), description="where prepared data (Fashion-MNIST) is kept")
     transforms: TransformConfig = Field(default_factory=TransformConfig)
@@ -167,6 +169,15 @@ class DataConfig(Section):
             if label not in choices:
                 raise ValueError(f"label {label!r} is not one of {list(choices)} for {name}")
         return label
+
+
+    @field_validator("fold")
+    @classmethod
+    def _fold_in_range(cls, fold: Optional[int], info: ValidationInfo) -> Optional[int]:
+        folds = info.data.get("folds")
+        if fold is not None and (folds is None or fold >= folds):
+            raise ValueError(f"fold {fold} needs data.folds > {fold} (got folds={folds})")
+        return fold
 
 
 class ModelConfig(Section):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fgvc.config import DataConfig
-from fgvc.data.images import ImageDataset, ImageList
+from fgvc.data.images import ImageDataset, ImageList, concat_images
 from fgvc.data.sources import SourceParts, load_source
 from fgvc.data.splits import DataSplits, limit_per_class, stratified_kfold, stratified_split
 
@@ -28,7 +28,13 @@ def load_data(cfg: DataConfig) -> DataSplits:
     """
     parts = load_source(cfg)
     train, val = parts.train, parts.val
-    if val is None and cfg.val_fraction > 0:
+    if cfg.folds:
+        # k-fold: the whole training part (with any official val) is split; fold k is the val split
+        if val is not None:
+            train, val = concat_images([train, val], f"{train.name}+val"), None
+        fold_train, fold_val = stratified_kfold(train.labels, cfg.folds, cfg.split_seed)[cfg.fold or 0]
+        train, val = train.subset(fold_train, f"{train.name}:fold{cfg.fold}"), train.subset(fold_val, f"{train.name}:val{cfg.fold}")
+    elif val is None and cfg.val_fraction > 0:
         kept, held = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed)
         train, val = train.subset(kept, f"{train.name}:train"), train.subset(held, f"{train.name}:val")
     if cfg.limit_per_class is not None:

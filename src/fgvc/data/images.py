@@ -119,6 +119,21 @@ class ImageList:
         return np.bincount(labelled, minlength=len(self.class_names))
 
 
+def concat_images(parts: Sequence[ImageList], name: str) -> ImageList:
+    """Several ImageLists of the same classes and kind (files or pixels) as one."""
+    first = parts[0]
+    keys = set.intersection(*(set(p.meta) for p in parts))
+    return ImageList(
+        class_names=first.class_names,
+        labels=np.concatenate([p.labels for p in parts]),
+        paths=[path for p in parts for path in p.paths] if first.paths is not None else None,
+        pixels=np.concatenate([p.pixels for p in parts]) if first.pixels is not None else None,
+        boxes=np.concatenate([p.boxes for p in parts]) if first.boxes is not None else None,
+        meta={k: np.concatenate([np.asarray(p.meta[k]) for p in parts]) for k in keys},
+        name=name,
+    )
+
+
 class ImageDataset(Dataset):
     """torch Dataset of (transformed image, label) over an ImageList."""
 

@@ -1,0 +1,108 @@
+"""A group of runs in one folder (seeds, folds, or a sweep cell): run or reuse members, summarise them.
+
+GROUP/
+  group.json      kind, the base config, and each member's settings (seeds drawn at random are kept here)
+  <member>/       an ordinary run folder (seed-3/, fold-0/, ...)
+  summary.json    per split and metric: mean, sample std, variance, min/max, CI over the members
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from fgvc.config import ExperimentConfig, apply_overrides, validate_config
+from fgvc.evaluate.metrics import headline
+from fgvc.evaluate.stats import describe
+from fgvc.errors import FgvcError
+from fgvc.train.run import resume, train
+
+SPLITS = ("val", "test")
+
+
+def member_config(base: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    raw = base.model_dump(mode="json")
+    return validate_config(apply_overrides(raw, overrides), source="member config")
+
+
+def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Reuse a finished member, resume a killed one from its last checkpoint, or train it."""
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        log(f"{run_dir.name}: finished earlier, reused")
+        return json.loads(metrics_file.read_text())
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        log(f"{run_dir.name}: resuming from its last checkpoint")
+        return resume(run_dir, progress=progress).metrics
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # started but never finished an epoch: nothing to keep
+    log(f"{run_dir.name}: training")
+    return train(cfg, run_dir=run_dir, progress=progress).metrics
+
+
+def write_group(group_dir: Path, kind: str, base: ExperimentConfig, members: dict[str, dict]) -> None:
+    group_dir.mkdir(parents=True, exist_ok=True)
+    (group_dir / "group.json").write_text(json.dumps(
+        {"kind": kind, "config": base.model_dump(mode="json"), "members": members}, indent=2))
+
+
+def read_group(group_dir: Path) -> dict[str, Any]:
+    path = Path(group_dir) / "group.json"
+    if not path.is_file():
+        raise FgvcError(f"{group_dir} is not a run group (no group.json); make one with fgvc repeat / crossval / sweep")
+    return json.loads(path.read_text())
+
+
+def member_metrics(group_dir: Path) -> dict[str, dict[str, Any]]:
+    """metrics.json of every finished member, by member name."""
+    group = read_group(group_dir)
+    found = {}
+    for name in group["members"]:
+        path = Path(group_dir) / name / "metrics.json"
+        if path.is_file():
+            found[name] = json.loads(path.read_text())
+    return found
+
+
+def member_key(group: dict[str, Any], name: str) -> int:
+    """What pairs members across groups: the seed (repeats) or the fold index (cross-validation)."""
+    info = group["members"][name]
+    return int(info.get("fold", info.get("seed", 0)))
+
+
+def values(group_dir: Path, split: str, metric: str) -> dict[int, float]:
+    """{seed or fold: value} of one metric over a group's finished members."""
+    group = read_group(group_dir)
+    out = {}
+    for name, metrics in member_metrics(group_dir).items():
+        if split in metrics and metric in metrics[split]:
+            out[member_key(group, name)] = float(metrics[split][metric])
+    return out
+
+
+def summarize_group(group_dir: Path, confidence: float = 0.95, bootstrap: int = 0,
+                    only: Optional[list[str]] = None) -> dict[str, Any]:
+    """Aggregate the members' metrics (per split and metric) and write summary.json."""
+    group = read_group(group_dir)
+    metrics = member_metrics(group_dir)
+    names = [n for n in (only or list(group["members"])) if n in metrics]
+    summary: dict[str, Any] = {"group": str(group_dir), "kind": group["kind"], "members": names,
+                               "keys": {n: member_key(group, n) for n in names}, "metrics": {}}
+    for split in SPLITS:
+        per_metric: dict[str, list[float]] = {}
+        for name in names:
+            for key, value in headline(metrics[name].get(split, {})).items():
+                if key != "n":
+                    per_metric.setdefault(key, []).append(float(value))
+        if per_metric:
+            summary["metrics"][split] = {
+                key: describe(vals, confidence, bootstrap).to_dict() for key, vals in per_metric.items()
+            }
+    seconds = [float(metrics[n]["train_seconds"]) for n in names if "train_seconds" in metrics[n]]
+    if seconds:
+        summary["metrics"]["time"] = {"train_seconds": describe(seconds, confidence).to_dict()}
+    (Path(group_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,42 @@
+"""Run one config over several seeds and report every metric with a confidence interval."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from fgvc.config import ExperimentConfig
+from fgvc.experiments.groups import member_config, run_member, summarize_group, write_group
+
+
+def parse_seeds(text: str, base_seed: int) -> list[int]:
+    """'5' -> five seeds from the config's seed on; '1,7,42' -> those seeds."""
+    text = text.strip()
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    count = int(text)
+    return [base_seed + i for i in range(count)]
+
+
+def draw_seeds(count: int) -> list[int]:
+    return [secrets.randbelow(2 ** 31 - 1) for _ in range(count)]
+
+
+def repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional[Path] = None, confidence: float = 0.95,
+           bootstrap: int = 0, progress: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Train ``cfg`` once per seed into GROUP/seed-N (finished seeds are reused, killed ones resumed)
+    and return the group summary. Random seeds that were drawn are kept in group.json, so a rerun
+    of the same group reuses them."""
+    group_dir = Path(group_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-repeat")
+    existing = group_dir / "group.json"
+    if existing.is_file():
+        recorded = json.loads(existing.read_text())["members"]
+        seeds = list(dict.fromkeys([*(m["seed"] for m in recorded.values()), *seeds]))
+    members = {f"seed-{s}": {"seed": s} for s in seeds}
+    write_group(group_dir, "repeat", cfg, members)
+    for name, info in members.items():
+        member = member_config(cfg, [f"seed={info['seed']}", f"output.dir={group_dir}", f"output.name={name}"])
+        run_member(member, group_dir / name, progress=progress, log=log)
+    return summarize_group(group_dir, confidence, bootstrap, only=list(members))

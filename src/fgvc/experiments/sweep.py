@@ -1,0 +1,53 @@
+"""A grid of config values x seeds, each cell a repeat group, compared with the first cell."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import yaml
+
+from fgvc.config import ExperimentConfig
+from fgvc.errors import ConfigError
+from fgvc.experiments.compare import compare_groups
+from fgvc.experiments.groups import member_config
+from fgvc.experiments.repeat import repeat
+
+
+def parse_grid(specs: Sequence[str]) -> dict[str, list]:
+    """['loss.name=ce,focal', 'optim.lr=0.1,0.01'] -> {'loss.name': ['ce', 'focal'], 'optim.lr': [0.1, 0.01]}."""
+    grid = {}
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        if not sep or not raw:
+            raise ConfigError(f"--grid {spec!r}: expected KEY=V1,V2,..., e.g. --grid loss.name=ce,focal")
+        grid[key.strip()] = [yaml.safe_load(v) for v in raw.split(",")]
+    return grid
+
+
+def cell_name(assignment: dict) -> str:
+    text = "+".join(f"{k}={v}" for k, v in assignment.items())
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)
+
+
+def sweep(cfg: ExperimentConfig, grid: dict[str, list], seeds: Sequence[int], sweep_dir: Optional[Path] = None,
+          split: str = "test", progress: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Run every cell of the grid over ``seeds`` (same seeds everywhere: comparisons are paired)."""
+    sweep_dir = Path(sweep_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-sweep")
+    keys = list(grid)
+    cells = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    groups = []
+    for assignment in cells:
+        name = cell_name(assignment)
+        cell_cfg = member_config(cfg, [f"{k}={json.dumps(v)}" for k, v in assignment.items()])
+        log(f"== {name}")
+        repeat(cell_cfg, seeds, sweep_dir / name, progress=progress, log=log)
+        groups.append(sweep_dir / name)
+    rows = compare_groups(groups, split) if len(groups) > 1 else []
+    result = {"grid": grid, "seeds": list(seeds), "cells": [str(g) for g in groups],
+              "comparisons": [{"a": a, "b": b, **c.to_dict(), "verdict": v} for a, b, c, v in rows]}
+    (sweep_dir / "sweep.json").write_text(json.dumps(result, indent=2))
+    return result

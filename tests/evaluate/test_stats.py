@@ -1,0 +1,68 @@
+"""Statistics against scipy on known numbers, and the verdicts."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from fgvc.evaluate.stats import compare_values, describe, verdict
+
+VALUES = [0.712, 0.731, 0.705, 0.722, 0.716]
+
+
+def test_describe_matches_scipy():
+    d = describe(VALUES)
+    assert d.n == 5 and d.mean == pytest.approx(np.mean(VALUES))
+    assert d.std == pytest.approx(np.std(VALUES, ddof=1)) and d.var == pytest.approx(np.var(VALUES, ddof=1))
+    low, high = stats.t.interval(0.95, 4, loc=np.mean(VALUES), scale=stats.sem(VALUES))
+    assert (d.ci_low, d.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert d.min == 0.705 and d.max == 0.731
+
+
+def test_describe_known_textbook_interval():
+    # mean 10, s = 2, n = 4: half-width t(0.975, 3) * 2 / 2 = 3.182
+    d = describe([8.0, 10.0, 10.0, 12.0], confidence=0.95)
+    assert d.std == pytest.approx(math.sqrt(8 / 3))
+    assert d.ci_high - d.mean == pytest.approx(stats.t.ppf(0.975, 3) * math.sqrt(8 / 3) / 2)
+
+
+def test_bootstrap_interval_and_single_value():
+    d = describe(VALUES, bootstrap=2000, seed=1)
+    assert d.method == "bootstrap(2000)" and d.min <= d.ci_low < d.mean < d.ci_high <= d.max
+    one = describe([0.5])
+    assert one.ci_low is None and math.isnan(one.std)
+
+
+def test_paired_comparison_matches_scipy():
+    a = {1: 0.70, 2: 0.72, 3: 0.71, 4: 0.69, 5: 0.73}
+    b = {1: 0.72, 2: 0.735, 3: 0.725, 4: 0.71, 5: 0.742}
+    c = compare_values("top1", a, b)
+    xa, xb = np.array(list(a.values())), np.array(list(b.values()))
+    assert c.paired and c.test == "paired t-test"
+    assert c.p_value == pytest.approx(stats.ttest_rel(xb, xa).pvalue)
+    assert c.wilcoxon_p == pytest.approx(stats.wilcoxon(xb, xa).pvalue)
+    d = xb - xa
+    half = stats.t.ppf(0.975, 4) * stats.sem(d)
+    assert (c.ci_low, c.ci_high) == (pytest.approx(d.mean() - half), pytest.approx(d.mean() + half))
+    text = verdict(c, "A", "B")
+    assert text.startswith("B better than A on top1 by 1.64 points, 95% CI [")
+    assert "5 paired seeds" in text
+
+
+def test_unpaired_welch_when_seeds_differ():
+    a = {1: 0.70, 2: 0.72, 3: 0.71}
+    b = {7: 0.70, 8: 0.73, 9: 0.69, 10: 0.72}
+    c = compare_values("top1", a, b)
+    assert not c.paired and c.test == "Welch t-test"
+    assert c.p_value == pytest.approx(stats.ttest_ind(list(b.values()), list(a.values()), equal_var=False).pvalue)
+    assert verdict(c).startswith("no significant difference between A and B on top1")
+    assert "3 vs 4 runs, unpaired" in verdict(c)
+
+
+def test_lower_is_better_metrics():
+    a = {1: 0.10, 2: 0.12, 3: 0.11, 4: 0.105}
+    b = {1: 0.05, 2: 0.06, 3: 0.055, 4: 0.052}
+    assert verdict(compare_values("ece", a, b), "base", "new").startswith("new better than base on ece by")
+    with pytest.raises(ValueError, match="at least 2 runs per group"):
+        compare_values("top1", {1: 0.5}, {2: 0.6})

@@ -1,0 +1,121 @@
+"""repeat, crossval, compare and sweep on the tiny colour fixture: real training, small."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fgvc.cli import app
+from fgvc.config import load_config
+from fgvc.data import load_data
+from fgvc.errors import FgvcError
+from fgvc.experiments.compare import compare_groups
+from fgvc.experiments.crossval import crossval
+from fgvc.experiments.groups import write_group
+from fgvc.experiments.repeat import parse_seeds, repeat
+from fgvc.experiments.sweep import parse_grid, sweep
+
+runner = CliRunner()
+
+
+def quiet(_):
+    pass
+
+
+def test_repeat_summarises_and_reuses_finished_seeds(tiny_overrides, tmp_path):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    group = tmp_path / "g"
+    summary = repeat(cfg, [1, 2, 3], group, log=quiet)
+    assert summary["members"] == ["seed-1", "seed-2", "seed-3"]
+    top1 = [json.loads((group / f"seed-{s}" / "metrics.json").read_text())["test"]["top1"] for s in (1, 2, 3)]
+    stats = summary["metrics"]["test"]["top1"]
+    assert stats["n"] == 3 and stats["mean"] == pytest.approx(np.mean(top1))
+    assert stats["std"] == pytest.approx(np.std(top1, ddof=1))
+    assert json.loads((group / "summary.json").read_text())["metrics"]["test"]["top1"]["mean"] == stats["mean"]
+    stamp = (group / "seed-2" / "metrics.json").stat().st_mtime_ns
+    messages = []
+    again = repeat(cfg, [1, 2, 3, 4], group, log=messages.append)
+    assert (group / "seed-2" / "metrics.json").stat().st_mtime_ns == stamp  # not re-run
+    assert messages.count("seed-1: finished earlier, reused") == 1 and "seed-4: training" in messages
+    assert again["metrics"]["test"]["top1"]["n"] == 4
+
+
+def test_repeat_resumes_a_killed_member(tiny_overrides, tmp_path):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=2"])
+    group = tmp_path / "g"
+    repeat(cfg, [5], group, log=quiet)
+    (group / "seed-5" / "metrics.json").unlink()  # as if killed after its checkpoints were written
+    messages = []
+    repeat(cfg, [5], group, log=messages.append)
+    assert messages == ["seed-5: resuming from its last checkpoint"]
+    assert (group / "seed-5" / "metrics.json").is_file()
+
+
+def test_parse_seeds():
+    assert parse_seeds("3", 10) == [10, 11, 12]
+    assert parse_seeds("1,7, 42", 0) == [1, 7, 42]
+
+
+def test_kfold_data_splits_are_disjoint_stratified_and_cover(tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["data.folds=4"])
+    seen = []
+    for fold in range(4):
+        splits = load_data(cfg.data.model_copy(update={"fold": fold}))
+        assert not set(splits.train.paths) & set(splits.val.paths)
+        assert splits.val.class_counts().tolist() == [4, 4, 4]
+        assert len(splits.test) == 12  # the official test split is untouched
+        seen += splits.val.paths
+    assert len(seen) == len(set(seen)) == 48
+
+
+def test_fold_out_of_range_is_a_config_error():
+    with pytest.raises(FgvcError, match="fold 4 needs data.folds > 4"):
+        load_config(None, ["data.folds=4", "data.fold=4"])
+
+
+def test_crossval_with_retrain(tiny_overrides, tmp_path):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    summary = crossval(cfg, 3, tmp_path / "cv", retrain=True, log=quiet)
+    assert summary["members"] == ["fold-0", "fold-1", "fold-2"]
+    assert summary["metrics"]["val"]["top1"]["n"] == 3
+    assert summary["final"]["test"]["n"] == 12 and "val" not in summary["final"]
+    val_sizes = [json.loads((tmp_path / "cv" / f"fold-{k}" / "metrics.json").read_text())["val"]["n"] for k in range(3)]
+    assert sum(val_sizes) == 48
+
+
+def _fake_group(path, values, seeds):
+    write_group(path, "repeat", load_config(), {f"seed-{s}": {"seed": s} for s in seeds})
+    for s, v in zip(seeds, values):
+        (path / f"seed-{s}").mkdir(parents=True)
+        (path / f"seed-{s}" / "metrics.json").write_text(json.dumps({"seed": s, "test": {"top1": v, "n": 100}}))
+    return path
+
+
+def test_compare_verdicts_on_constructed_groups(tmp_path):
+    a = _fake_group(tmp_path / "baseline", [0.70, 0.72, 0.71, 0.69, 0.73], [1, 2, 3, 4, 5])
+    b = _fake_group(tmp_path / "better", [0.72, 0.735, 0.725, 0.71, 0.742], [1, 2, 3, 4, 5])
+    same = _fake_group(tmp_path / "noise", [0.705, 0.715, 0.712, 0.70, 0.725], [1, 2, 3, 4, 5])
+    rows = compare_groups([a, b, same], metrics=["top1"])
+    assert rows[0][3].startswith("better better than baseline on top1 by 1.64 points")
+    assert "5 paired seeds" in rows[0][3] and rows[0][2].paired
+    assert rows[1][3].startswith("no significant difference between baseline and noise")
+    result = runner.invoke(app, ["compare", str(a), str(b), "--metric", "top1"])
+    assert result.exit_code == 0 and "better better than baseline" in result.output
+    with pytest.raises(FgvcError, match="not a run group"):
+        compare_groups([a, tmp_path])
+
+
+def test_sweep_grid_and_cli_repeat(tiny_overrides, tmp_path):
+    assert parse_grid(["loss.name=ce,focal", "optim.lr=0.1,0.01"]) == {"loss.name": ["ce", "focal"], "optim.lr": [0.1, 0.01]}
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    result = sweep(cfg, {"loss.name": ["ce", "focal"]}, [1, 2], tmp_path / "sw", log=quiet)
+    assert [c.split("/")[-1] for c in result["cells"]] == ["loss.name=ce", "loss.name=focal"]
+    focal_cfg = load_config(tmp_path / "sw" / "loss.name=focal" / "seed-1" / "config.yaml")
+    assert focal_cfg.loss.name == "focal" and focal_cfg.seed == 1
+    assert result["comparisons"] and all("verdict" in row for row in result["comparisons"])
+    (tmp_path / "exp.yaml").write_text("seed: 42\n")
+    args = [a for s in tiny_overrides + ["train.epochs=1"] for a in ("--set", s)]
+    cli = runner.invoke(app, ["repeat", str(tmp_path / "exp.yaml"), *args, "--seeds", "1,2", "--out", str(tmp_path / "r")])
+    assert cli.exit_code == 0, cli.output
+    assert "mean" in cli.output and "95% CI" in cli.output
