@@ -214,6 +214,12 @@ class StrategyConfig(Section):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_targets: list[str] = Field(default_factory=lambda: ["qkv"])
     unfreeze_every: int = Field(1, ge=1, description="gradual: epochs between unfreezing stages")
+    probe_head: Literal["linear", "mlp", "logreg"] = Field(
+        "linear", description="features: torch linear / MLP head, or scikit-learn logistic regression"
+    )
+    probe_hidden: int = Field(256, ge=1, description="features: MLP hidden width")
+    probe_c: float = Field(1.0, gt=0, description="features: inverse regularisation of logistic regression")
+    feature_views: int = Field(0, ge=0, description="features: 0 = one plain view; N = N augmented views per image")
 
 
 class OptimConfig(Section):

@@ -18,6 +18,7 @@ from fgvc.errors import FgvcError
 from fgvc.evaluate.metrics import compute_metrics
 from fgvc.evaluate.predict import predict_probs, write_predictions_csv
 from fgvc.models.factory import create_model
+from fgvc.models.heads import replace_classifier
 from fgvc.models.strategies import apply_strategy
 
 
@@ -38,6 +39,8 @@ def build_network(cfg: ExperimentConfig, num_classes: int, pretrained: bool = Tr
     """The model of ``cfg`` with its strategy applied (LoRA wraps it); (model, weights report)."""
     model_cfg = cfg.model if pretrained else cfg.model.model_copy(update={"pretrained": False, "pretrained_file": None})
     model, report = create_model(model_cfg, num_classes)
+    if cfg.strategy.name == "features" and cfg.strategy.probe_head == "mlp":
+        replace_classifier(model, num_classes, hidden=[cfg.strategy.probe_hidden])
     return apply_strategy(model, cfg.strategy), report
 
 

@@ -123,6 +123,10 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
     started = time.perf_counter()
     quiet_lightning()
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
+    if cfg.strategy.name == "features":  # frozen backbone once (cached), then only the head trains
+        from fgvc.train.feature_probe import train_feature_probe
+
+        return RunResult(run_dir, train_feature_probe(cfg, run_dir))
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise FgvcError(f"cannot resume {run_dir}: no checkpoints/last.ckpt (the run stopped before its first "

@@ -1,0 +1,163 @@
+"""``strategy.name: features``: the frozen backbone runs once over the data (features cached on disk),
+then only a head trains on the cached tensors: a linear layer or small MLP (torch), or scikit-learn's
+logistic regression. Repeating many seeds of the head costs a small fraction of one backbone pass.
+
+The trained head is put back on the backbone, so the run folder is an ordinary one: `fgvc eval`,
+`predict`, `ensemble` and `report` work on it as on any run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fgvc.config import ExperimentConfig
+from fgvc.data import load_data
+from fgvc.data.transforms import build_transform, resolve_normalization
+from fgvc.evaluate.metrics import compute_metrics
+from fgvc.evaluate.predict import write_predictions_csv
+from fgvc.evaluate.runs import build_network
+from fgvc.models.heads import classifier_name, mlp_head
+from fgvc.models.strategies import count_parameters
+from fgvc.report.plots import plot_confusion_matrix, plot_learning_curves
+from fgvc.train.feature_cache import FeatureCache, cache_key, extract_features
+from fgvc.train.losses import build_loss
+
+
+def _head_module(cfg: ExperimentConfig, dim: int, classes: int) -> nn.Module:
+    hidden = [cfg.strategy.probe_hidden] if cfg.strategy.probe_head == "mlp" else []
+    return mlp_head(dim, classes, hidden)
+
+
+def train_head(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes: int,
+               val: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[nn.Module, list[dict]]:
+    """Train the probe head on features ``x`` (N, D) or augmented views (V, N, D); seeded by cfg.seed."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if x.ndim == 3:  # views: every view is a training example with the image's label
+        y = y.repeat(x.shape[0])
+        x = x.reshape(-1, x.shape[-1])
+    if cfg.strategy.probe_head == "logreg":
+        return _logistic_regression(cfg, x, y, classes), []
+    head = _head_module(cfg, x.shape[1], classes)
+    loss_fn = build_loss(cfg.loss, np.bincount(y.numpy(), minlength=classes))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    steps_per_epoch = math.ceil(len(x) / cfg.train.batch_size)
+    total = cfg.train.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    history = []
+    for epoch in range(cfg.train.epochs):
+        head.train()
+        order = torch.randperm(len(x), generator=generator)
+        losses = []
+        for start in range(0, len(x), cfg.train.batch_size):
+            batch = order[start:start + cfg.train.batch_size]
+            loss = loss_fn(head(x[batch]), y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+        row = {"epoch": epoch, "train/loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]}
+        if val is not None and len(val[1]):
+            head.eval()
+            with torch.no_grad():
+                logits = head(val[0])
+            row["val/loss"] = float(loss_fn(logits, val[1]))
+            row["val/top1"] = float((logits.argmax(1) == val[1]).float().mean())
+        history.append(row)
+    return head.eval(), history
+
+
+def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes: int) -> nn.Module:
+    """scikit-learn's multinomial logistic regression, turned into an equivalent nn.Linear."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=cfg.strategy.probe_c, max_iter=2000, random_state=cfg.seed,
+                               class_weight="balanced" if cfg.loss.class_weights == "balanced" else None)
+    model.fit(x.numpy(), y.numpy())
+    weight = np.zeros((classes, x.shape[1]), dtype=np.float32)
+    bias = np.zeros(classes, dtype=np.float32)
+    coef, intercept = model.coef_, model.intercept_
+    if len(model.classes_) == 2 and coef.shape[0] == 1:  # binary: one logit -> two symmetric ones
+        coef = np.vstack([-coef / 2, coef / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight[model.classes_] = coef
+    bias[model.classes_] = intercept
+    if len(model.classes_) < classes:  # classes absent from training never win
+        bias[np.setdiff1d(np.arange(classes), model.classes_)] = -1e4
+    head = nn.Linear(x.shape[1], classes)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    return head
+
+
+def train_feature_probe(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+    """One run of the cached-feature probe; writes an ordinary run folder and returns its metrics."""
+    started = time.perf_counter()
+    splits = load_data(cfg.data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    (run_dir / "classes.json").write_text(json.dumps(splits.class_names, indent=1))
+    torch.manual_seed(cfg.seed)  # a backbone without pretrained weights is a random init of this seed
+    model, report = build_network(cfg, splits.num_classes, pretrained=True)
+    norm = resolve_normalization(cfg.data.transforms, cfg.model)
+    plain = build_transform(cfg.data.transforms, norm, train=False)
+    augmented = build_transform(cfg.data.transforms, norm, train=True)
+    cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
+    views = cfg.strategy.feature_views
+
+    def features(name: str, train_views: bool) -> torch.Tensor:
+        images = getattr(splits, name)
+        transform, count = (augmented, views) if train_views and views else (plain, 0)
+        key = cache_key(cfg, images, transform, count, cfg.data.split_seed)
+        return cache.get_or_compute(key, lambda: extract_features(
+            model, images, transform, cfg.eval.batch_size, cfg.data.num_workers, count, cfg.data.split_seed))
+
+    x_train = features("train", True)
+    y_train = torch.as_tensor(splits.train.labels)
+    evaluated = {n: (features(n, False), torch.as_tensor(getattr(splits, n).labels))
+                 for n in ("val", "test") if getattr(splits, n) is not None and len(getattr(splits, n))}
+    head, history = train_head(cfg, x_train, y_train, splits.num_classes, evaluated.get("val"))
+
+    # the trained head goes back onto the backbone: a normal checkpoint for eval / predict / ensemble
+    name = classifier_name(model)
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, head)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for checkpoint in ("best.ckpt", "last.ckpt"):
+        torch.save({"state_dict": state, "epoch": cfg.train.epochs - 1}, run_dir / "checkpoints" / checkpoint)
+    metrics: dict[str, Any] = {"run_dir": str(run_dir), "seed": cfg.seed, "epochs": cfg.train.epochs,
+                               "parameters": {"total": count_parameters(model)[0],
+                                              "trainable": sum(p.numel() for p in head.parameters())},
+                               "weights": str(report) if report else None,
+                               "feature_cache": {"hits": cache.hits, "misses": cache.misses}}
+    for split, (x, y) in evaluated.items():
+        with torch.no_grad():
+            probs = head(x).softmax(-1)
+        metrics[split] = compute_metrics(probs, y, splits.class_names)
+        (run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics[split], indent=2))
+        write_predictions_csv(run_dir / f"predictions_{split}.csv", getattr(splits, split), probs)
+    metrics["train_seconds"] = round(time.perf_counter() - started, 3)
+    if history:
+        import csv
+
+        with (run_dir / "history.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(history[-1]))
+            writer.writeheader()
+            writer.writerows(history)
+        plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
+    final = "test" if "test" in metrics else ("val" if "val" in metrics else None)
+    if final:
+        plot_confusion_matrix(metrics[final]["confusion_matrix"], splits.class_names, run_dir / "confusion_matrix.png")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

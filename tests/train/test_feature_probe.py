@@ -1,0 +1,79 @@
+"""The cached-feature linear probe: cache hit / miss / invalidation, heads, and a normal run folder."""
+
+import os
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fgvc.cli import app
+from fgvc.config import load_config
+from fgvc.evaluate.runs import evaluate_split, load_trained
+from fgvc.train.run import train
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def probe_overrides(tiny_overrides, tmp_path):
+    """A fixed backbone (weights from a file), as with any pretrained model: features do not depend on the seed."""
+    import timm
+
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet10t", num_classes=3).state_dict(), tmp_path / "backbone.pth")
+    return tiny_overrides + ["strategy.name=features", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=30",
+                             "optim.lr=0.05", "optim.weight_decay=0", "model.pretrained=true",
+                             f"model.pretrained_file={tmp_path / 'backbone.pth'}"]
+
+
+def test_probe_run_folder_and_cache_hits(probe_overrides, tmp_path):
+    first = train(load_config(None, probe_overrides + ["output.name=a"]), progress=False)
+    assert first.metrics["feature_cache"] == {"hits": 0, "misses": 3}  # train, val, test
+    assert first.test["top1"] > 0.9  # colour is linearly separable in random-CNN features
+    second = train(load_config(None, probe_overrides + ["output.name=b", "seed=7"]), progress=False)
+    assert second.metrics["feature_cache"] == {"hits": 3, "misses": 0}  # another seed reuses the cache
+    # the head was put back on the backbone: evaluating the checkpoint reproduces the metrics
+    again = evaluate_split(load_trained(first.run_dir), "test", write=False)
+    assert again["top1"] == pytest.approx(first.test["top1"])
+    assert again["ece"] == pytest.approx(first.test["ece"], abs=1e-5)
+    assert first.metrics["parameters"]["trainable"] == 3 * 512 + 3  # resnet10t features -> 3 classes
+
+
+def test_cache_invalidation(probe_overrides, tmp_path, colour_data):
+    cfg = load_config(None, probe_overrides + ["train.epochs=1"])
+    assert train(cfg, progress=False).metrics["feature_cache"]["misses"] == 3
+    other_transform = load_config(None, probe_overrides + ["train.epochs=1", "data.transforms.resize=28"])
+    assert train(other_transform, progress=False).metrics["feature_cache"] == {"hits": 0, "misses": 3}
+    touched = next((colour_data / "test" / "red").iterdir())
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10_000_000))
+    assert train(cfg, progress=False).metrics["feature_cache"] == {"hits": 2, "misses": 1}  # only test changed
+    views = load_config(None, probe_overrides + ["train.epochs=1", "strategy.feature_views=2"])
+    assert train(views, progress=False).metrics["feature_cache"] == {"hits": 2, "misses": 1}  # new train views
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 3 + 3 + 1 + 1
+
+
+def test_mlp_and_logistic_regression_heads(probe_overrides):
+    mlp = train(load_config(None, probe_overrides + ["strategy.probe_head=mlp", "strategy.probe_hidden=32", "optim.lr=0.01",
+                                                     "output.name=mlp"]), progress=False)
+    assert mlp.test["top1"] > 0.9
+    assert isinstance(load_trained(mlp.run_dir).model.fc, torch.nn.Sequential)
+    logreg = train(load_config(None, probe_overrides + ["strategy.probe_head=logreg", "output.name=lr"]), progress=False)
+    assert logreg.test["top1"] > 0.9
+    assert evaluate_split(load_trained(logreg.run_dir), "test", write=False)["top1"] == pytest.approx(logreg.test["top1"])
+
+
+def test_random_backbone_features_depend_on_the_seed(probe_overrides):
+    random_backbone = [o for o in probe_overrides if not o.startswith("model.pretrained")] + [
+        "train.epochs=1", "model.pretrained=false"]
+    assert train(load_config(None, random_backbone + ["seed=1"]), progress=False).metrics["feature_cache"]["misses"] == 3
+    assert train(load_config(None, random_backbone + ["seed=2"]), progress=False).metrics["feature_cache"]["misses"] == 3
+    assert train(load_config(None, random_backbone + ["seed=1"]), progress=False).metrics["feature_cache"]["hits"] == 3
+
+
+def test_cli_train_features(probe_overrides, tmp_path):
+    (tmp_path / "exp.yaml").write_text("seed: 1\n")
+    args = [a for s in probe_overrides for a in ("--set", s)]
+    result = runner.invoke(app, ["train", str(tmp_path / "exp.yaml"), *args])
+    assert result.exit_code == 0, result.output
+    assert "test metrics" in result.output
