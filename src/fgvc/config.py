@@ -214,6 +214,7 @@ class StrategyConfig(Section):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_targets: list[str] = Field(default_factory=lambda: ["qkv"])
     unfreeze_every: int = Field(1, ge=1, description="gradual: epochs between unfreezing stages")
+    attention_blocks: Optional[int] = Field(None, ge=1, description="attention: only the last N blocks (null: all)")
     probe_head: Literal["linear", "mlp", "logreg"] = Field(
         "linear", description="features: torch linear / MLP head, or scikit-learn logistic regression"
     )

@@ -14,12 +14,29 @@ from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
 
 
+class FiveCropViews:
+    """Test-time crops: resize the short side, then the centre and four corner crops (torchvision's
+    FiveCrop), each normalised like the eval transform; returns a (5, C, H, W) tensor."""
+
+    def __init__(self, resize: int, crop: int, mean, std, interpolation: str = "bilinear"):
+        from torchvision import transforms as T
+        from timm.data.transforms import str_to_interp_mode
+
+        self.resize = T.Resize(resize, interpolation=str_to_interp_mode(interpolation))
+        self.five = T.FiveCrop(crop)
+        self.finish = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+
+    def __call__(self, image):
+        return torch.stack([self.finish(view) for view in self.five(self.resize(image))])
+
+
 @torch.no_grad()
-def predict_probs(
+def predict_logits(
     model: nn.Module, images: ImageList, transform: Callable, batch_size: int = 64, num_workers: int = 0,
     device: Optional[torch.device] = None, tta: Sequence[str] = (), channels_last: bool = False,
 ) -> torch.Tensor:
-    """Softmax probabilities (N x C) in the order of ``images``; ``tta=['flip']`` averages a mirrored view."""
+    """Logits (N x C) in the order of ``images``, averaged over test-time views: ``flip`` adds the
+    mirrored image, ``crops`` needs ``transform`` to return several views per image (FiveCropViews)."""
     device = device or next(model.parameters()).device
     model.eval()
     loader = DataLoader(SeededImageDataset(images, transform, seed=0), batch_size=batch_size, shuffle=False,
@@ -27,13 +44,24 @@ def predict_probs(
     outputs = []
     for batch, _ in loader:
         batch = batch.to(device)
+        views = 1
+        if batch.ndim == 5:  # (B, V, C, H, W): several crops per image
+            views = batch.shape[1]
+            batch = batch.flatten(0, 1)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        probs = model(batch).float().softmax(-1)
+        logits = model(batch).float()
         if "flip" in tta:
-            probs = (probs + model(batch.flip(-1)).float().softmax(-1)) / 2
-        outputs.append(probs.cpu())
+            logits = (logits + model(batch.flip(-1)).float()) / 2
+        outputs.append(logits.view(-1, views, logits.shape[-1]).mean(1).cpu())
     return torch.cat(outputs) if outputs else torch.zeros(0, len(images.class_names))
+
+
+def predict_probs(model: nn.Module, images: ImageList, transform: Callable, batch_size: int = 64,
+                  num_workers: int = 0, device: Optional[torch.device] = None, tta: Sequence[str] = (),
+                  channels_last: bool = False) -> torch.Tensor:
+    """Softmax probabilities (N x C); test-time views are averaged in logit space first."""
+    return predict_logits(model, images, transform, batch_size, num_workers, device, tta, channels_last).softmax(-1)
 
 
 def write_predictions_csv(path: Path, images: ImageList, probs: torch.Tensor) -> Path:

@@ -18,7 +18,7 @@ from fgvc.errors import FgvcError
 from fgvc.evaluate.metrics import compute_metrics
 from fgvc.evaluate.predict import predict_probs, write_predictions_csv
 from fgvc.models.factory import create_model
-from fgvc.models.heads import replace_classifier
+from fgvc.models.heads import classifier_name, replace_classifier
 from fgvc.models.strategies import apply_strategy
 
 
@@ -33,6 +33,16 @@ class TrainedRun:
     @property
     def eval_transform(self):
         return build_transform(self.cfg.data.transforms, self.norm, train=False)
+
+    def tta_transform(self, tta) -> object:
+        """The eval transform, or five crops per image when ``crops`` is among the TTA views."""
+        if "crops" not in tta:
+            return self.eval_transform
+        from fgvc.evaluate.predict import FiveCropViews
+
+        t = self.cfg.data.transforms
+        interpolation = self.norm.interpolation if self.norm.interpolation != "random" else "bilinear"
+        return FiveCropViews(t.resize, t.crop, self.norm.mean, self.norm.std, interpolation)
 
 
 def build_network(cfg: ExperimentConfig, num_classes: int, pretrained: bool = True):
@@ -59,18 +69,31 @@ def load_trained(run_dir: Path, checkpoint: str = "best") -> TrainedRun:
     cfg = load_config(config_path)
     classes_path = run_dir / "classes.json"
     class_names = json.loads(classes_path.read_text()) if classes_path.is_file() else None
+    if class_names is None:
+        class_names = load_data(cfg.data).class_names
+    probe_head = run_dir / "checkpoints" / "probe_head.pt"
+    if cfg.strategy.name == "features" and probe_head.is_file():
+        return _load_probe(run_dir, cfg, class_names, probe_head)
     ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         ckpt = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         raise FgvcError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; did training finish an epoch?")
-    if class_names is None:
-        class_names = load_data(cfg.data).class_names
     model, _ = build_network(cfg, len(class_names), pretrained=False)
     state = checkpoint_state(ckpt)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise FgvcError(f"{ckpt} does not fit the model of {config_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.eval()
+    return TrainedRun(run_dir, cfg, model, class_names, resolve_normalization(cfg.data.transforms, cfg.model))
+
+
+def _load_probe(run_dir: Path, cfg: ExperimentConfig, class_names: list[str], head_file: Path) -> TrainedRun:
+    """A cached-feature probe run: the frozen backbone rebuilt from its weights, the trained head on it."""
+    torch.manual_seed(cfg.seed)  # a probe on a random backbone used the init of this seed
+    model, _ = build_network(cfg, len(class_names), pretrained=True)
+    head = model.get_submodule(classifier_name(model))
+    head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
     model.eval()
     return TrainedRun(run_dir, cfg, model, class_names, resolve_normalization(cfg.data.transforms, cfg.model))
 
@@ -84,8 +107,8 @@ def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,
         raise FgvcError(f"the data set has no {split!r} split; splits here: {[n for n, _ in splits.named()]}")
     if not images.is_labelled:
         raise FgvcError(f"split {split!r} is unlabelled; use `fgvc predict` for it")
-    probs = predict_probs(run.model.to(device or "cpu"), images, run.eval_transform, run.cfg.eval.batch_size,
-                          num_workers=run.cfg.data.num_workers, tta=run.cfg.eval.tta)
+    probs = predict_probs(run.model.to(device or "cpu"), images, run.tta_transform(run.cfg.eval.tta),
+                          run.cfg.eval.batch_size, num_workers=run.cfg.data.num_workers, tta=run.cfg.eval.tta)
     metrics = compute_metrics(probs, torch.as_tensor(images.labels), run.class_names)
     if write:
         (run.run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2))

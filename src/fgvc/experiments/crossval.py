@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from fgvc.config import ExperimentConfig
 from fgvc.experiments.groups import member_config, run_member, summarize_group, write_group
+from fgvc.report.html import group_report
 
 
 def crossval(cfg: ExperimentConfig, folds: int, group_dir: Optional[Path] = None, retrain: bool = False,
@@ -21,6 +22,7 @@ def crossval(cfg: ExperimentConfig, folds: int, group_dir: Optional[Path] = None
                                      f"output.dir={group_dir}", f"output.name={name}"])
         run_member(member, group_dir / name, progress=progress, log=log)
     summary = summarize_group(group_dir, confidence, only=list(members))
+    group_report(group_dir)
     if retrain:
         final = member_config(cfg, ["data.folds=null", "data.fold=null", "data.val_fraction=0",
                                     f"output.dir={group_dir}", "output.name=final"])

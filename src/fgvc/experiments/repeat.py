@@ -9,6 +9,7 @@ from typing import Callable, Optional, Sequence
 
 from fgvc.config import ExperimentConfig
 from fgvc.experiments.groups import member_config, run_member, summarize_group, write_group
+from fgvc.report.html import group_report
 
 
 def parse_seeds(text: str, base_seed: int) -> list[int]:
@@ -39,4 +40,6 @@ def repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional[Path
     for name, info in members.items():
         member = member_config(cfg, [f"seed={info['seed']}", f"output.dir={group_dir}", f"output.name={name}"])
         run_member(member, group_dir / name, progress=progress, log=log)
-    return summarize_group(group_dir, confidence, bootstrap, only=list(members))
+    summary = summarize_group(group_dir, confidence, bootstrap, only=list(members))
+    group_report(group_dir)
+    return summary

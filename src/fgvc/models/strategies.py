@@ -92,6 +92,8 @@ def apply_strategy(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
             raise ConfigError(
                 f"strategy.name=attention needs a ViT (blocks with .attn); {type(model).__name__} has none"
             )
+        if cfg.attention_blocks:
+            attention = attention[-cfg.attention_blocks:]
         set_trainable(attention + head_modules, True)
     elif name == "lora":
         return _apply_lora(model, cfg)

@@ -29,7 +29,7 @@ def plot_learning_curves(history_csv: Path, out: Path) -> Path:
         axis.set_title({"loss": "loss", "top1": "top-1 accuracy"}[metric])
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.2)  # fixed: cheaper than tight
     figure.savefig(out, dpi=100)
     plt.close(figure)
     return Path(out)

@@ -90,25 +90,26 @@ def extract_features(model: nn.Module, images: ImageList, transform: Callable, b
 
 
 class FeatureCache:
-    """Feature tensors on disk under ``root`` (one file per key); counts hits and misses."""
+    """Feature tensors on disk under ``root`` (one file per key, with a small dict of metadata);
+    counts hits and misses."""
 
     def __init__(self, root: Path):
         self.root = Path(root).expanduser()
         self.hits = self.misses = 0
 
-    def get_or_compute(self, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def get_or_compute(self, key: str, compute: Callable[[], tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, dict]:
         path = self.root / f"{key}.pt"
         if path.is_file():
             try:
-                features = torch.load(path, map_location="cpu", weights_only=True)
+                stored = torch.load(path, map_location="cpu", weights_only=True)
                 self.hits += 1
-                return features
-            except Exception:  # noqa: BLE001 - a half-written file from a killed run: recompute
+                return stored["features"], stored["meta"]
+            except Exception:  # noqa: BLE001 - a half-written or foreign file: recompute
                 path.unlink(missing_ok=True)
         self.misses += 1
-        features = compute()
+        features, meta = compute()
         self.root.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".tmp")
-        torch.save(features, partial)
+        torch.save({"features": features, "meta": meta}, partial)
         partial.replace(path)  # atomic: a killed run never leaves a truncated cache file
-        return features
+        return features, meta

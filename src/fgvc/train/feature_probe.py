@@ -26,7 +26,7 @@ from fgvc.evaluate.predict import write_predictions_csv
 from fgvc.evaluate.runs import build_network
 from fgvc.models.heads import classifier_name, mlp_head
 from fgvc.models.strategies import count_parameters
-from fgvc.report.plots import plot_confusion_matrix, plot_learning_curves
+from fgvc.report.html import finish_run_folder
 from fgvc.train.feature_cache import FeatureCache, cache_key, extract_features
 from fgvc.train.losses import build_loss
 
@@ -100,6 +100,19 @@ def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor
     return head
 
 
+HEAD_FILE = "probe_head.pt"
+
+
+def backbone_network(cfg: ExperimentConfig, num_classes: int):
+    """The frozen network of a probe run: pretrained weights, or the random init of ``cfg.seed``."""
+    torch.manual_seed(cfg.seed)
+    return build_network(cfg, num_classes, pretrained=True)
+
+
+def _head_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.get_submodule(classifier_name(model)).parameters())
+
+
 def train_feature_probe(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     """One run of the cached-feature probe; writes an ordinary run folder and returns its metrics."""
     started = time.perf_counter()
@@ -107,38 +120,45 @@ def train_feature_probe(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     (run_dir / "classes.json").write_text(json.dumps(splits.class_names, indent=1))
-    torch.manual_seed(cfg.seed)  # a backbone without pretrained weights is a random init of this seed
-    model, report = build_network(cfg, splits.num_classes, pretrained=True)
     norm = resolve_normalization(cfg.data.transforms, cfg.model)
     plain = build_transform(cfg.data.transforms, norm, train=False)
     augmented = build_transform(cfg.data.transforms, norm, train=True)
     cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
     views = cfg.strategy.feature_views
+    built: dict[str, Any] = {}
 
-    def features(name: str, train_views: bool) -> torch.Tensor:
+    def backbone() -> nn.Module:  # built only when a feature set is missing from the cache
+        if "model" not in built:
+            built["model"], built["report"] = backbone_network(cfg, splits.num_classes)
+        return built["model"]
+
+    def features(name: str, train_views: bool) -> tuple[torch.Tensor, dict]:
         images = getattr(splits, name)
         transform, count = (augmented, views) if train_views and views else (plain, 0)
         key = cache_key(cfg, images, transform, count, cfg.data.split_seed)
-        return cache.get_or_compute(key, lambda: extract_features(
-            model, images, transform, cfg.eval.batch_size, cfg.data.num_workers, count, cfg.data.split_seed))
 
-    x_train = features("train", True)
+        def compute():
+            model = backbone()
+            tensor = extract_features(model, images, transform, cfg.eval.batch_size, cfg.data.num_workers, count,
+                                      cfg.data.split_seed)
+            return tensor, {"backbone_params": count_parameters(model)[0] - _head_params(model)}
+
+        return cache.get_or_compute(key, compute)
+
+    x_train, meta = features("train", True)
     y_train = torch.as_tensor(splits.train.labels)
-    evaluated = {n: (features(n, False), torch.as_tensor(getattr(splits, n).labels))
+    evaluated = {n: (features(n, False)[0], torch.as_tensor(getattr(splits, n).labels))
                  for n in ("val", "test") if getattr(splits, n) is not None and len(getattr(splits, n))}
     head, history = train_head(cfg, x_train, y_train, splits.num_classes, evaluated.get("val"))
 
-    # the trained head goes back onto the backbone: a normal checkpoint for eval / predict / ensemble
-    name = classifier_name(model)
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, head)
+    # Only the head is saved: the frozen backbone is rebuilt from the config's weights (the cache key
+    # names them), so eval / predict / ensemble / report load this run like any other.
     (run_dir / "checkpoints").mkdir(exist_ok=True)
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for checkpoint in ("best.ckpt", "last.ckpt"):
-        torch.save({"state_dict": state, "epoch": cfg.train.epochs - 1}, run_dir / "checkpoints" / checkpoint)
+    torch.save(head.state_dict(), run_dir / "checkpoints" / HEAD_FILE)
+    head_params = sum(p.numel() for p in head.parameters())
+    report = built.get("report")
     metrics: dict[str, Any] = {"run_dir": str(run_dir), "seed": cfg.seed, "epochs": cfg.train.epochs,
-                               "parameters": {"total": count_parameters(model)[0],
-                                              "trainable": sum(p.numel() for p in head.parameters())},
+                               "parameters": {"total": meta["backbone_params"] + head_params, "trainable": head_params},
                                "weights": str(report) if report else None,
                                "feature_cache": {"hits": cache.hits, "misses": cache.misses}}
     for split, (x, y) in evaluated.items():
@@ -155,9 +175,5 @@ def train_feature_probe(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
             writer = csv.DictWriter(handle, fieldnames=list(history[-1]))
             writer.writeheader()
             writer.writerows(history)
-        plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
-    final = "test" if "test" in metrics else ("val" if "val" in metrics else None)
-    if final:
-        plot_confusion_matrix(metrics[final]["confusion_matrix"], splits.class_names, run_dir / "confusion_matrix.png")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    finish_run_folder(run_dir, metrics, splits.class_names)
     return metrics

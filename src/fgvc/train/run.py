@@ -30,7 +30,7 @@ from fgvc.errors import FgvcError
 from fgvc.evaluate.metrics import headline
 from fgvc.evaluate.runs import build_network, evaluate_split, load_trained
 from fgvc.models.strategies import count_parameters, merge_lora
-from fgvc.report.plots import plot_confusion_matrix, plot_learning_curves
+from fgvc.report.html import finish_run_folder
 from fgvc.train.callbacks import EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
 from fgvc.train.module import Classifier
 
@@ -176,12 +176,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
         images = getattr(splits, split)
         if images is not None and len(images) and images.is_labelled:
             metrics[split] = evaluate_split(trained, split)
-    if (run_dir / "history.csv").is_file():
-        plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
-    final = "test" if "test" in metrics else ("val" if "val" in metrics else None)
-    if final:
-        plot_confusion_matrix(metrics[final]["confusion_matrix"], splits.class_names, run_dir / "confusion_matrix.png")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    finish_run_folder(run_dir, metrics, splits.class_names)
     return RunResult(run_dir, metrics)
 
 

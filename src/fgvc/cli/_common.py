@@ -1,0 +1,66 @@
+"""Shared pieces of the command line: the Typer apps, consoles, options and printing helpers."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fgvc.errors import FgvcError
+
+app = typer.Typer(
+    help="fgvc: fine-grained visual classification done properly.", no_args_is_help=True, add_completion=False
+)
+config_app = typer.Typer(help="Inspect experiment configs.", no_args_is_help=True)
+data_app = typer.Typer(help="Check and look at data sets.", no_args_is_help=True)
+tune_app = typer.Typer(help="Find a learning rate or the largest batch size.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+app.add_typer(tune_app, name="tune")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigArg = typer.Argument(..., help="experiment config (YAML)", exists=False)
+SetOption = typer.Option([], "--set", help="override a config value: key.path=value (repeatable)")
+
+
+def friendly_errors(command: Callable) -> Callable:
+    """Print FgvcErrors as one clear message (no traceback) and exit with status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FgvcError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    from fgvc.evaluate.metrics import headline
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in headline(metrics).items():
+        table.add_row(key, str(value) if key == "n" else f"{value:.4f}")
+    console.print(table)
+
+
+def _print_summary(summary: dict, split: str = "test") -> None:
+    from fgvc.evaluate.stats import Description
+
+    table = Table(title=f"{summary['kind']} over {len(summary['members'])} runs, {split} split (mean and 95% CI)")
+    for column in ("metric", "mean", "std", "95% CI", "min", "max"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for metric, stats in summary["metrics"].get(split, {}).items():
+        d = Description(**stats)
+        ci = f"[{d.ci_low:.4f}, {d.ci_high:.4f}]" if d.ci_low is not None else "-"
+        table.add_row(metric, f"{d.mean:.4f}", f"{d.std:.4f}", ci, f"{d.min:.4f}", f"{d.max:.4f}")
+    console.print(table)

@@ -1,0 +1,105 @@
+"""fgvc commands: config show, data verify, data show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fgvc.cli._common import ConfigArg, SetOption, config_app, console, data_app, err_console, friendly_errors
+from fgvc.config import load_config
+
+
+@config_app.command("show")
+@friendly_errors
+def config_show(config: Path = ConfigArg, set_: List[str] = SetOption) -> None:
+    """Print the resolved config (defaults filled in, overrides applied)."""
+    console.print(load_config(config, set_).to_yaml(), end="", highlight=False, markup=False)
+
+
+@data_app.command("verify")
+@friendly_errors
+def data_verify(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    out: Optional[Path] = typer.Option(None, help="JSON report path (default: RUN_DIR/data_verify.json)"),
+    strict: bool = typer.Option(False, help="exit 1 when unreadable files or cross-split duplicates are found"),
+) -> None:
+    """Counts per class and split, image sizes, unreadable files, duplicates across splits."""
+    from fgvc.data import load_data
+    from fgvc.data.verify import verify_splits
+
+    cfg = load_config(config, set_)
+    splits = load_data(cfg.data)
+    total = sum(len(images) for _, images in splits.named())
+    with Progress(TextColumn("verifying {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(cfg.data.name, total=total)
+        report = verify_splits(splits, workers=max(1, cfg.data.num_workers), progress=lambda _s, n: bar.advance(task, n))
+    _print_verify(report, cfg.data.name)
+    out = out or cfg.run_dir / "data_verify.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report.to_dict(), indent=2))
+    console.print(f"report written to {out}")
+    if strict and not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_verify(report, name: str) -> None:
+    splits = list(report.counts)
+    table = Table(title=f"{name}: images per class", show_footer=True)
+    table.add_column("class", footer="total")
+    for split in splits:
+        table.add_column(split, justify="right", footer=str(sum(report.counts[split])))
+    for index, class_name in enumerate(report.class_names):
+        table.add_row(class_name, *(str(report.counts[s][index]) for s in splits))
+    console.print(table)
+    sizes = Table(title="image sizes (width x height)")
+    for column in ("split", "min", "mean", "max", "distinct"):
+        sizes.add_column(column, justify="right")
+    for split, stats in report.sizes.items():
+        if stats:
+            sizes.add_row(
+                split,
+                f"{stats['width_min']:.0f} x {stats['height_min']:.0f}",
+                f"{stats['width_mean']:.0f} x {stats['height_mean']:.0f}",
+                f"{stats['width_max']:.0f} x {stats['height_max']:.0f}",
+                f"{stats['distinct_sizes']:.0f}",
+            )
+    console.print(sizes)
+    for split, classes in report.missing_classes.items():
+        console.print(f"[yellow]{split}: no images for {len(classes)} classes: {', '.join(classes[:10])}[/]")
+    if report.unreadable:
+        console.print(f"[bold red]{len(report.unreadable)} unreadable images:[/]")
+        for item in report.unreadable:
+            console.print(f"  [{item.split}] {item.image}: {item.error}", highlight=False)
+    if report.leaks:
+        console.print(f"[bold red]{len(report.leaks)} images appear in more than one split (leaks):[/]")
+        for dup in report.leaks[:20]:
+            console.print("  " + "  ==  ".join(f"[{s}] {p}" for s, p in dup.images), highlight=False)
+    if report.repeats:
+        console.print(f"[yellow]{len(report.repeats)} images repeated within a split[/]")
+    if report.ok:
+        console.print("[green]no unreadable files, no duplicates across splits[/]")
+
+
+@data_app.command("show")
+@friendly_errors
+def data_show(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    out: Optional[Path] = typer.Option(None, help="PNG path (default: RUN_DIR/samples.png)"),
+    count: int = typer.Option(16, min=1, max=128, help="how many images"),
+    split: str = typer.Option("train", help="train, val, test or unlabelled"),
+    augmented: bool = typer.Option(True, help="apply the training augmentation (else the eval transform)"),
+) -> None:
+    """Save a PNG grid of (augmented) samples with their labels."""
+    from fgvc.data.preview import preview_config
+
+    cfg = load_config(config, set_)
+    path = preview_config(cfg, out or cfg.run_dir / "samples.png", count=count, split=split, augmented=augmented)
+    console.print(f"saved {path}")

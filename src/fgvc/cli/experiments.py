@@ -1,0 +1,159 @@
+"""fgvc commands: repeat, crossval, compare, sweep, ensemble, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from fgvc.cli._common import ConfigArg, SetOption, _print_metrics, _print_summary, app, console, friendly_errors
+from fgvc.config import load_config
+from fgvc.errors import FgvcError
+
+
+@app.command("repeat")
+@friendly_errors
+def repeat_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    seeds: str = typer.Option("5", help="a count (from the config's seed on) or a list: 1,7,42"),
+    random_seeds: bool = typer.Option(False, help="draw the seeds at random (kept in group.json)"),
+    out: Optional[Path] = typer.Option(None, help="group folder (default RUN_DIR-repeat)"),
+    bootstrap: int = typer.Option(0, help="bootstrap resamples for the CI (0: Student t)"),
+) -> None:
+    """Train the config once per seed; mean, std, min/max and a 95% CI of every metric."""
+    from fgvc.experiments.repeat import draw_seeds, parse_seeds, repeat
+
+    cfg = load_config(config, set_)
+    seed_list = draw_seeds(int(seeds)) if random_seeds else parse_seeds(seeds, cfg.seed)
+    summary = repeat(cfg, seed_list, out, bootstrap=bootstrap, log=console.print)
+    for split in ("val", "test"):
+        if split in summary["metrics"]:
+            _print_summary(summary, split)
+    console.print(f"group folder: {summary['group']}")
+
+
+@app.command("crossval")
+@friendly_errors
+def crossval_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    folds: int = typer.Option(5, min=2, help="number of stratified folds"),
+    retrain: bool = typer.Option(False, help="finally train on all folds together"),
+    out: Optional[Path] = typer.Option(None, help="group folder (default RUN_DIR-cvK)"),
+) -> None:
+    """Stratified k-fold cross-validation: per-fold and aggregated metrics."""
+    from fgvc.experiments.crossval import crossval
+
+    summary = crossval(load_config(config, set_), folds, out, retrain=retrain, log=console.print)
+    _print_summary(summary, "val")
+    if "final" in summary and "test" in summary["final"]:
+        _print_metrics("retrained on all folds: test metrics", summary["final"]["test"])
+    console.print(f"group folder: {summary['group']}")
+
+
+@app.command("compare")
+@friendly_errors
+def compare_command(
+    groups: List[Path] = typer.Argument(..., help="run groups (folders from repeat / crossval / sweep)"),
+    split: str = typer.Option("test", help="val or test"),
+    metric: List[str] = typer.Option([], help="metrics to compare (default top1, f1_macro, auroc_macro, ece)"),
+) -> None:
+    """Difference of means with CI and a paired (or Welch) test for each group against the first."""
+    from fgvc.experiments.compare import compare_groups
+
+    rows = compare_groups(groups, split, metric or None)
+    table = Table(title=f"{split} split: B - A")
+    for column in ("A", "B", "metric", "mean A", "mean B", "B - A", "95% CI", "test", "p"):
+        table.add_column(column)
+    for a, b, c, _ in rows:
+        table.add_row(a, b, c.metric, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.diff:+.4f}",
+                      f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", c.test, f"{c.p_value:.3g}")
+    console.print(table)
+    for *_, text in rows:
+        console.print(text, highlight=False)
+
+
+@app.command("sweep")
+@friendly_errors
+def sweep_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    grid: List[str] = typer.Option(..., help="KEY=V1,V2,... (repeatable: the grid is their product)"),
+    seeds: str = typer.Option("3", help="a count or a list of seeds, the same in every cell"),
+    out: Optional[Path] = typer.Option(None, help="sweep folder (default RUN_DIR-sweep)"),
+    split: str = typer.Option("test", help="split the comparison uses"),
+) -> None:
+    """Run a grid of config values x seeds and compare every cell with the first."""
+    from fgvc.experiments.repeat import parse_seeds
+    from fgvc.experiments.sweep import parse_grid, sweep
+
+    cfg = load_config(config, set_)
+    result = sweep(cfg, parse_grid(grid), parse_seeds(seeds, cfg.seed), out, split, log=console.print)
+    for row in result["comparisons"]:
+        console.print(row["verdict"], highlight=False)
+
+
+@app.command("ensemble")
+@friendly_errors
+def ensemble_command(
+    runs: List[Path] = typer.Argument(..., help="run folders to combine"),
+    split: str = typer.Option("test", help="val or test"),
+    tta: str = typer.Option("", help="test-time views: flip, crops or flip,crops"),
+    combine: str = typer.Option("probs", help="average probs or logits"),
+    out: Optional[Path] = typer.Option(None, help="folder for ensemble.json and predictions"),
+) -> None:
+    """Average the predictions of several runs (with TTA); ensemble metrics vs the members' mean."""
+    from fgvc.evaluate.ensemble import ensemble_runs
+
+    views = [v.strip() for v in tta.split(",") if v.strip()]
+    unknown = sorted(set(views) - {"flip", "crops"})
+    if unknown or combine not in ("probs", "logits"):
+        raise FgvcError(f"--tta takes flip and/or crops (got {unknown}); --combine takes probs or logits")
+    result = ensemble_runs(runs, split, views, combine, out)
+    table = Table(title=f"{len(runs)} runs on {split}, tta={views or 'none'}, averaging {combine}")
+    for column in ("metric", "members' mean", "ensemble"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for key, value in result["members_mean"].items():
+        table.add_row(key, f"{value:.4f}", f"{result['ensemble'][key]:.4f}")
+    console.print(table)
+
+
+@app.command("report")
+@friendly_errors
+def report_command(path: Path = typer.Argument(..., help="a run folder or a run group folder")) -> None:
+    """(Re)build the self-contained report.html of a run or a group."""
+    from fgvc.report.html import build_report
+
+    console.print(f"wrote {build_report(path)}")
+
+
+@app.command("study")
+@friendly_errors
+def study_command(
+    folder: Path = typer.Argument(..., help="a folder of configs, e.g. configs/study_cnn_vs_vit"),
+    set_: List[str] = SetOption,
+    seeds: str = typer.Option("3", help="a count or a list of seeds, the same for every config"),
+    out: Optional[Path] = typer.Option(None, help="study folder (default runs/<folder name>)"),
+    split: str = typer.Option("test", help="split the comparison uses"),
+) -> None:
+    """Run every config of a folder over seeds; accuracy with CIs, parameters, time, memory, verdicts."""
+    from fgvc.experiments.repeat import parse_seeds
+    from fgvc.experiments.study import study
+    from fgvc.models.summary import human_bytes
+
+    result = study(folder, parse_seeds(seeds, 1), out, split, set_, log=console.print)
+    table = Table(title=f"study {folder} on {split} ({len(result['seeds'])} seeds, mean and 95% CI)")
+    for column in ("arm", "top1", "95% CI", "f1_macro", "trainable params", "s / epoch", "activations / image"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for arm in result["arms"]:
+        top1, f1 = arm["metrics"].get("top1", {}), arm["metrics"].get("f1_macro", {})
+        ci = f"[{top1['ci_low']:.4f}, {top1['ci_high']:.4f}]" if top1.get("ci_low") is not None else "-"
+        table.add_row(arm["name"], f"{top1.get('mean', float('nan')):.4f}", ci, f"{f1.get('mean', float('nan')):.4f}",
+                      f"{arm['trainable_params']:,}", f"{arm['seconds_per_epoch'] or 0:.1f}",
+                      human_bytes(arm["activation_bytes_per_image"]))
+    console.print(table)
+    for row in result["comparisons"]:
+        console.print(row["verdict"], highlight=False)

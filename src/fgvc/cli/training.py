@@ -1,0 +1,136 @@
+"""fgvc commands: train, eval, predict, summary, tune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from fgvc.cli._common import ConfigArg, SetOption, _print_metrics, app, console, friendly_errors, tune_app
+from fgvc.config import load_config
+from fgvc.errors import FgvcError
+
+
+@app.command("train")
+@friendly_errors
+def train_command(
+    config: Optional[Path] = typer.Argument(None, help="experiment config (YAML); omit with --resume"),
+    set_: List[str] = SetOption,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the killed run in RUN_DIR"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Fine-tune a model; writes a run folder with checkpoints, history, metrics and plots."""
+    from fgvc.train.run import resume as resume_run
+    from fgvc.train.run import train
+
+    if resume is not None:
+        result = resume_run(resume, progress=progress)
+    elif config is None:
+        raise FgvcError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
+    else:
+        result = train(load_config(config, set_), progress=progress)
+    for split in ("val", "test"):
+        if split in result.metrics:
+            _print_metrics(f"{split} metrics (best checkpoint)", result.metrics[split])
+    console.print(f"run folder: {result.run_dir}")
+
+
+@app.command("eval")
+@friendly_errors
+def eval_command(
+    run_dir: Path = typer.Argument(..., help="a run folder written by fgvc train"),
+    split: str = typer.Option("test", help="val or test"),
+    checkpoint: str = typer.Option("best", help="best or last"),
+) -> None:
+    """Evaluate a trained run on a split; writes metrics_<split>.json and predictions_<split>.csv."""
+    from fgvc.evaluate.runs import evaluate_split, load_trained
+
+    metrics = evaluate_split(load_trained(run_dir, checkpoint), split)
+    _print_metrics(f"{split} metrics", metrics)
+
+
+@app.command("predict")
+@friendly_errors
+def predict_command(
+    run_dir: Path = typer.Argument(..., help="a run folder written by fgvc train"),
+    images: Path = typer.Argument(..., help="folder of images to classify"),
+    out: Path = typer.Option(Path("submission.csv"), help="CSV to write"),
+    kind: str = typer.Option("label", "--format", help="label: id,label rows; probs: id + one column per class"),
+    id_column: str = typer.Option("id", help="name of the id column"),
+    label_column: str = typer.Option("label", help="name of the label column (label format)"),
+) -> None:
+    """Classify a folder of images and write a Kaggle submission CSV."""
+    from fgvc.evaluate.predict import predict_probs, write_submission
+    from fgvc.evaluate.runs import images_in_folder, load_trained
+
+    if kind not in ("label", "probs"):
+        raise FgvcError(f"--format {kind!r}: use label or probs")
+    run = load_trained(run_dir)
+    folder = images_in_folder(images, run.class_names)
+    probs = predict_probs(run.model, folder, run.tta_transform(run.cfg.eval.tta), run.cfg.eval.batch_size,
+                          tta=run.cfg.eval.tta)
+    write_submission(out, list(folder.meta["id"]), probs, run.class_names, kind, id_column, label_column)
+    console.print(f"wrote {len(folder)} predictions to {out}")
+
+
+@app.command("summary")
+@friendly_errors
+def summary_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    measure: bool = typer.Option(True, help="measure activation memory with one forward/backward"),
+    detail: bool = typer.Option(False, help="also print torchinfo's layer table"),
+    num_classes: Optional[int] = typer.Option(None, help="class count (default: read from the data set)"),
+) -> None:
+    """Parameters (total / trainable / frozen) and memory of the model under its strategy."""
+    from fgvc.models.summary import human_bytes, summarize
+    from fgvc.data import load_data
+    from fgvc.evaluate.runs import build_network
+
+    cfg = load_config(config, set_)
+    num_classes = num_classes or load_data(cfg.data).num_classes
+    model, _ = build_network(cfg, num_classes, pretrained=False)
+    result = summarize(model, cfg.model.name, cfg.strategy.name, cfg.optim.name,
+                       batch_size=cfg.train.batch_size if measure else 0, image_size=cfg.data.transforms.crop)
+    table = Table(title=f"{cfg.model.name}, strategy {cfg.strategy.name}, {num_classes} classes")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("total parameters", f"{result.total_params:,}")
+    table.add_row("trainable parameters", f"{result.trainable_params:,}")
+    table.add_row("frozen parameters", f"{result.frozen_params:,}")
+    table.add_row("parameter memory", human_bytes(result.param_bytes))
+    table.add_row("gradient memory", human_bytes(result.grad_bytes))
+    table.add_row(f"optimizer state ({cfg.optim.name})", human_bytes(result.optimizer_bytes))
+    if measure:
+        table.add_row(f"activations (batch {result.batch_size}, {result.image_size}px)", human_bytes(result.activation_bytes))
+    console.print(table)
+    if detail:
+        import torchinfo
+
+        console.print(str(torchinfo.summary(model, input_size=(1, 3, cfg.data.transforms.crop, cfg.data.transforms.crop), verbose=0)))
+
+
+@tune_app.command("lr")
+@friendly_errors
+def tune_lr(config: Path = ConfigArg, set_: List[str] = SetOption,
+            out: Optional[Path] = typer.Option(None, help="plot path (default RUN_DIR/lr_find.png)"),
+            steps: int = typer.Option(100, min=5, help="training steps of the range test")) -> None:
+    """Learning-rate range test: plot of loss against lr, and a suggested lr."""
+    from fgvc.train.tune import find_lr
+
+    cfg = load_config(config, set_)
+    finding = find_lr(cfg, out or cfg.run_dir / "lr_find.png", steps=steps)
+    console.print(f"suggested lr: {finding.suggestion:.3g}" if finding.suggestion else "no suggestion (loss too flat)")
+    console.print(f"plot: {finding.plot}")
+
+
+@tune_app.command("batch-size")
+@friendly_errors
+def tune_batch_size(config: Path = ConfigArg, set_: List[str] = SetOption,
+                    max_trials: int = typer.Option(10, help="doublings to try")) -> None:
+    """The largest batch size whose training step fits in memory."""
+    from fgvc.train.tune import find_batch_size
+
+    console.print(f"largest batch size that fits: {find_batch_size(load_config(config, set_), max_trials=max_trials)}")

@@ -1,0 +1,42 @@
+import base64
+import json
+import re
+
+from typer.testing import CliRunner
+
+from fgvc.cli import app
+from fgvc.config import load_config
+from fgvc.experiments.repeat import repeat
+from fgvc.train.run import train
+
+runner = CliRunner()
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def test_run_report_is_self_contained_and_holds_the_metrics(tiny_overrides):
+    result = train(load_config(None, tiny_overrides + ["train.epochs=1", "optim.lr=0.5"]), progress=False)
+    page = (result.run_dir / "report.html").read_text()
+    assert f"{result.test['top1']:.4f}" in page and f"{result.test['f1_macro']:.4f}" in page
+    assert "Per-class accuracy" in page and "Most confused pairs" in page and "learning curves" in page
+    images = _images(page)
+    assert len(images) >= 2 and all(img.startswith(b"\x89PNG") for img in images)
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "seed: 42" in page  # the config is in it
+
+
+def test_group_report_and_cli(tiny_overrides, tmp_path):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    summary = repeat(cfg, [1, 2], tmp_path / "group", log=lambda _: None)
+    page = (tmp_path / "group" / "report.html").read_text()
+    mean = summary["metrics"]["test"]["top1"]["mean"]
+    assert f"{mean:.4f}" in page and "95% CI" in page
+    assert "seed-1/report.html" in page and (tmp_path / "group" / "seed-1" / "report.html").is_file()
+    (tmp_path / "group" / "report.html").unlink()
+    result = runner.invoke(app, ["report", str(tmp_path / "group")])
+    assert result.exit_code == 0 and (tmp_path / "group" / "report.html").is_file()
+    bad = runner.invoke(app, ["report", str(tmp_path)])
+    assert bad.exit_code == 2 and "neither metrics.json" in bad.output
+    assert json.loads((tmp_path / "group" / "summary.json").read_text())["kind"] == "repeat"
