@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -124,7 +125,5 @@ def images_in_folder(folder: Path, class_names: list[str]) -> ImageList:
     files = list_image_files(folder)
     if not files:
         raise FgvcError(f"no images (.jpg, .png, ...) directly in {folder}")
-    import numpy as np
-
     return ImageList(class_names, np.full(len(files), UNLABELLED), paths=files,
                      meta={"id": np.array([p.stem for p in files])}, name=str(folder))

@@ -62,13 +62,11 @@ def replace_classifier(
     last_linear = old if isinstance(old, nn.Linear) else [m for m in old.modules() if isinstance(m, nn.Linear)][-1]
     if keep_existing:
         new = nn.Sequential(old, nn.ReLU(inplace=False), mlp_head(last_linear.out_features, num_classes, hidden, dropout))
-    elif isinstance(old, nn.Linear) or not hidden:
-        if isinstance(old, nn.Sequential) and not hidden:
-            # torchvision-style Sequential(Dropout, Linear): keep everything but the final Linear
-            index = [i for i, m in enumerate(old) if isinstance(m, nn.Linear)][-1]
-            old[index] = nn.Linear(old[index].in_features, num_classes)
-            return model
-        new = mlp_head(last_linear.in_features, num_classes, hidden, dropout)
+    elif isinstance(old, nn.Sequential) and not hidden:
+        # e.g. torchvision's Sequential(Dropout, Linear): keep the rest, replace the final Linear
+        index = [i for i, m in enumerate(old) if isinstance(m, nn.Linear)][-1]
+        old[index] = nn.Linear(old[index].in_features, num_classes)
+        new = old
     else:
         new = mlp_head(last_linear.in_features, num_classes, hidden, dropout)
     _set_submodule(model, name, new)

@@ -18,7 +18,6 @@ from fgvc.config import OptimConfig, ScheduleConfig, StrategyConfig
 from fgvc.errors import ConfigError
 from fgvc.models.heads import classifier_name
 
-TORCH_NAMES = {"sgd": "momentum", "nesterov": "sgd"}  # timm's "sgd" is Nesterov; ours follows optim.nesterov
 
 
 def _layer_map(model: nn.Module) -> tuple[dict[str, int], int]:
@@ -38,7 +37,7 @@ def build_param_groups(
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups; ``include_frozen`` also adds frozen tensors (gradual unfreezing)."""
     base = getattr(model, "get_base_model", lambda: model)()  # look through a peft wrapper
-    head_prefixes = tuple(f"{p}." for p in _head_prefixes(model, base))
+    head_prefix = f"{classifier_name(base)}."
     no_decay_names = set(getattr(base, "no_weight_decay", lambda: set())())
     layer_map, num_layers = _layer_map(base) if strategy.layer_decay else ({}, 1)
     groups: dict[tuple, dict[str, Any]] = {}
@@ -46,7 +45,7 @@ def build_param_groups(
         if not (parameter.requires_grad or include_frozen):
             continue
         bare = _bare_name(name)
-        is_head = bare.startswith(head_prefixes) or ".modules_to_save." in name
+        is_head = bare.startswith(head_prefix) or ".modules_to_save." in name
         no_decay = parameter.ndim <= 1 or bare in no_decay_names or bare.split(".")[-1] in no_decay_names
         scale = strategy.head_lr_mult if is_head else 1.0
         layer = layer_map.get(bare, num_layers - 1)
@@ -75,16 +74,12 @@ def _bare_name(name: str) -> str:
     return name
 
 
-def _head_prefixes(model: nn.Module, base: nn.Module) -> list[str]:
-    return [classifier_name(base)]
-
-
 def build_optimizer(groups: list[dict[str, Any]], optim: OptimConfig) -> torch.optim.Optimizer:
     """The optimizer over ``groups``; unknown names list timm's choices."""
     from timm.optim import list_optimizers
 
     name = optim.name.lower()
-    if name == "sgd":
+    if name == "sgd":  # timm's "sgd" is Nesterov SGD and its "momentum" the plain kind
         name = "sgd" if optim.nesterov else "momentum"
     kwargs: dict[str, Any] = {}
     if name in ("sgd", "momentum", "rmsprop", "rmsproptf"):

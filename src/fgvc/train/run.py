@@ -27,7 +27,6 @@ from fgvc.data import DataSplits, load_data
 from fgvc.data.datamodule import FgvcDataModule
 from fgvc.data.transforms import build_transform, resolve_normalization
 from fgvc.errors import FgvcError
-from fgvc.evaluate.metrics import headline
 from fgvc.evaluate.runs import build_network, evaluate_split, load_trained
 from fgvc.models.strategies import count_parameters, merge_lora
 from fgvc.report.html import finish_run_folder
@@ -184,8 +183,3 @@ def resume(run_dir: Path, progress: bool = True) -> RunResult:
     """Continue a killed run from its last checkpoint, with the config it was started with."""
     cfg = load_config(Path(run_dir) / "config.yaml")
     return train(cfg, run_dir=Path(run_dir), resume=True, progress=progress)
-
-
-def summary_line(metrics: dict[str, Any]) -> str:
-    parts = [f"{k} {v:.4f}" for k, v in headline(metrics).items() if k != "n"]
-    return ", ".join(parts)
