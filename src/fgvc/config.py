@@ -139,6 +139,14 @@ class MixupConfig(Section):
         return self.prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
 
 
+class SyntheticConfig(Section):
+    """Generated images (a folder with manifest.csv) mixed into the training split, never val or test."""
+
+    path: Path
+    ratio: Optional[float] = Field(None, ge=0, description="synthetic images per real training image")
+    count: Optional[int] = Field(None, ge=0, description="or an absolute number of synthetic images")
+
+
 class DataConfig(Section):
     name: DatasetName = "image_folder"
     root: Optional[Path] = Field(None, description="data set folder; null for packaged data (elpv)")
@@ -157,6 +165,7 @@ class DataConfig(Section):
     cache_dir: Path = Field(Path("~/.cache/fgvc"), description="where prepared data (Fashion-MNIST) is kept")
     transforms: TransformConfig = Field(default_factory=TransformConfig)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
+    synthetic: Optional[SyntheticConfig] = Field(None, description="generated images added to train only")
 
     @field_validator("label")
     @classmethod

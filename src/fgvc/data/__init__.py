@@ -39,4 +39,28 @@ def load_data(cfg: DataConfig) -> DataSplits:
         train, val = train.subset(kept, f"{train.name}:train"), train.subset(held, f"{train.name}:val")
     if cfg.limit_per_class is not None:
         train = train.subset(limit_per_class(train.labels, cfg.limit_per_class, cfg.split_seed))
+    if cfg.synthetic is not None:
+        train = add_synthetic(train, cfg)  # training split only: val and test stay real
     return DataSplits(train=train, val=val, test=parts.test, unlabelled=parts.unlabelled)
+
+
+def add_synthetic(train: ImageList, cfg: DataConfig) -> ImageList:
+    """The real training images plus ``ratio`` x (or ``count``) synthetic ones, drawn with split_seed."""
+    import numpy as np
+
+    from fgvc.data.sources.synthetic import load_synthetic, match_storage
+
+    synthetic = load_synthetic(cfg.synthetic.path, train.class_names)
+    wanted = cfg.synthetic.count if cfg.synthetic.count is not None else int(round((cfg.synthetic.ratio or 0) * len(train)))
+    wanted = min(wanted, len(synthetic))
+    if wanted == 0:
+        return train
+    chosen = np.sort(np.random.default_rng(cfg.split_seed).choice(len(synthetic), size=wanted, replace=False))
+    synthetic = match_storage(synthetic.subset(chosen), train)
+    real = ImageList(train.class_names, train.labels, train.paths, train.pixels, train.boxes,
+                     {**train.meta, "synthetic": np.zeros(len(train), dtype=bool)}, train.name)
+    if real.boxes is not None:
+        from fgvc.errors import DataError
+
+        raise DataError("data.synthetic cannot be mixed with data.crop_to_box (generated images have no boxes)")
+    return concat_images([real, synthetic], f"{train.name}+synthetic")

@@ -1,0 +1,108 @@
+"""Synthetic data sets: manifest round trip, train-only mixing, FID/KID behaviour."""
+
+import csv
+
+import numpy as np
+import pytest
+from builders import make_fashion_mnist_gz
+from PIL import Image
+
+from fgvc.config import DataConfig, load_config
+from fgvc.data import load_data
+from fgvc.data.images import ImageList
+from fgvc.data.sources.synthetic import load_synthetic
+from fgvc.errors import DataError
+from fgvc.generate.quality import frechet_distance, kernel_distance, quality, timm_extractor
+from fgvc.generate.writer import SyntheticImage, write_synthetic
+
+
+def fake_images(labels, seed=0, size=24):
+    rng = np.random.default_rng(seed)
+    return [SyntheticImage(Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)), label,
+                           "gan", "ckpt/g.pt", seed=i, guidance=None, confidence=0.9) for i, label in enumerate(labels)]
+
+
+def test_manifest_round_trip(tmp_path):
+    manifest = write_synthetic(fake_images(["red", "green", "red", "T-shirt/top"]), tmp_path / "syn")
+    rows = list(csv.DictReader(manifest.open()))
+    assert [r["label"] for r in rows] == ["red", "green", "red", "T-shirt/top"]
+    assert rows[0]["file"].startswith("red/") and rows[3]["file"].startswith("T-shirt_top/")
+    assert rows[0]["generator"] == "gan" and rows[0]["checkpoint"] == "ckpt/g.pt" and rows[0]["confidence"] == "0.900000"
+    images = load_synthetic(tmp_path / "syn", ["blue", "green", "red", "T-shirt/top"])
+    assert images.labels.tolist() == [2, 1, 2, 3] and images.load(0).size == (24, 24)
+    write_synthetic(fake_images(["blue"], seed=5), tmp_path / "syn")  # appends
+    assert len(load_synthetic(tmp_path / "syn", ["blue", "green", "red", "T-shirt/top"])) == 5
+    with pytest.raises(DataError, match=r"labels \['T-shirt/top'\] are not classes"):
+        load_synthetic(tmp_path / "syn", ["blue", "green", "red"])
+
+
+def test_synthetic_goes_into_train_only(colour_data, tmp_path):
+    write_synthetic(fake_images(["red", "green", "blue"] * 10), tmp_path / "syn")
+    base = dict(name="image_folder", root=colour_data / "train", test_root=colour_data / "test", val_fraction=0.25)
+    real = load_data(DataConfig(**base))
+    mixed = load_data(DataConfig(**base, synthetic={"path": tmp_path / "syn", "ratio": 0.5}))
+    assert len(mixed.train) == len(real.train) + 18 and mixed.train.meta["synthetic"].sum() == 18
+    assert mixed.val.paths == real.val.paths and mixed.test.paths == real.test.paths
+    synthetic_files = {str(p) for p in mixed.train.paths if "syn" in str(p)}
+    assert synthetic_files and not synthetic_files & {str(p) for p in mixed.val.paths + mixed.test.paths}
+    counted = load_data(DataConfig(**base, synthetic={"path": tmp_path / "syn", "count": 5}))
+    assert counted.train.meta["synthetic"].sum() == 5
+    again = load_data(DataConfig(**base, synthetic={"path": tmp_path / "syn", "count": 5}))
+    assert again.train.paths == counted.train.paths  # the same draw for the same split_seed
+
+
+def test_synthetic_into_an_in_memory_data_set(tmp_path):
+    root = make_fashion_mnist_gz(tmp_path / "fm", train=40, test=10)
+    write_synthetic(fake_images(["Sneaker", "Bag"] * 3, size=32), tmp_path / "syn")
+    splits = load_data(DataConfig(name="fashion_mnist", root=root, cache_dir=tmp_path / "c", val_fraction=0,
+                                  synthetic={"path": tmp_path / "syn", "count": 6}))
+    assert splits.train.pixels.shape == (46, 28, 28)
+    assert splits.train.labels[-6:].tolist() == [7, 8, 7, 8, 7, 8]
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 8))
+    assert abs(frechet_distance(a, a)) < 1e-6
+    near = frechet_distance(a, a + rng.normal(scale=0.1, size=a.shape))
+    far = frechet_distance(a, a + rng.normal(scale=1.0, size=a.shape))
+    assert 0 < near < far
+    assert kernel_distance(a, a + rng.normal(scale=1.0, size=a.shape)) > kernel_distance(a, a.copy()) - 1e-9
+
+
+def test_quality_with_a_named_backbone_extractor(colour_data):
+    real = load_data(DataConfig(name="image_folder", root=colour_data / "train", val_fraction=0)).train
+    pixels = np.stack([np.asarray(real.load(i)) for i in range(len(real))])
+    noisy = np.clip(pixels + np.random.default_rng(1).normal(0, 60, pixels.shape), 0, 255).astype(np.uint8)
+    extractor = timm_extractor("resnet10t", size=32)
+    same = quality(real, ImageList(real.class_names, real.labels, pixels=pixels), extractor)
+    worse = quality(real, ImageList(real.class_names, real.labels, pixels=noisy), extractor)
+    key = "fid[resnet10t, random init]"
+    assert abs(same[key]) < 1e-3 < worse[key]
+    assert set(worse["per_class"]) == {"blue", "green", "red"}
+    assert worse["extractor"] == "resnet10t, random init"
+
+
+def test_filter_keeps_images_a_known_classifier_agrees_with(tiny_overrides, tmp_path):
+    from fgvc.generate.label_filter import filter_synthetic
+    from fgvc.train.run import train
+
+    run = train(load_config(None, tiny_overrides + ["train.epochs=3", "schedule.name=cosine"]), progress=False)
+    assert run.test["top1"] == 1.0  # the colour task is learnt: a known classifier
+
+    def colour(channel, seed):
+        rng = np.random.default_rng(seed)
+        pixels = rng.integers(0, 90, (24, 24, 3)).astype(np.uint8)
+        pixels[..., channel] = rng.integers(150, 256, (24, 24))
+        return Image.fromarray(pixels)
+
+    items = [SyntheticImage(colour(0, 1), "red", "test"), SyntheticImage(colour(1, 2), "green", "test"),
+             SyntheticImage(colour(0, 3), "blue", "test"), SyntheticImage(colour(2, 4), "blue", "test")]
+    write_synthetic(items, tmp_path / "syn")
+    report = filter_synthetic(run.run_dir, tmp_path / "syn", tmp_path / "kept", threshold=0.5)
+    assert report["kept"] == 3 and report["generated"] == 4
+    assert report["per_class"]["blue"] == {"generated": 2, "kept": 1, "kept_fraction": 0.5}
+    kept = list(csv.DictReader((tmp_path / "kept" / "manifest.csv").open()))
+    assert sorted(r["label"] for r in kept) == ["blue", "green", "red"]
+    assert all(float(r["confidence"]) >= 0.5 for r in kept)
+    assert len(load_synthetic(tmp_path / "kept", ["blue", "green", "red"])) == 3
