@@ -44,7 +44,10 @@ def timm_extractor(name: str, weights: Optional[str] = None, size: int = 224, pr
     import fgvc.models  # noqa: F401  (registers fgvc's own models)
     from fgvc.models.weights import load_weights_file
 
-    model = timm.create_model(name, pretrained=pretrained and not weights, num_classes=0)
+    try:
+        model = timm.create_model(name, pretrained=pretrained and not weights, num_classes=0)
+    except Exception as exc:  # noqa: BLE001 - offline hub errors come in many types
+        raise FgvcError(f"feature extractor {name!r}: {exc}; offline, pass a local weights file (--weights)") from None
     if weights:
         load_weights_file(model, weights)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
