@@ -106,3 +106,31 @@ def test_filter_keeps_images_a_known_classifier_agrees_with(tiny_overrides, tmp_
     assert sorted(r["label"] for r in kept) == ["blue", "green", "red"]
     assert all(float(r["confidence"]) >= 0.5 for r in kept)
     assert len(load_synthetic(tmp_path / "kept", ["blue", "green", "red"])) == 3
+
+
+def test_gan_trains_resumes_and_samples_labelled_images(colour_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from fgvc.cli import app
+    from fgvc.generate.gan_run import sample_gan, train_gan
+
+    cfg = load_config(None, [
+        "data.name=image_folder", f"data.root={colour_data / 'train'}", "data.val_fraction=0", "data.num_workers=0",
+        "gan.image_size=32", "gan.width=8", "gan.z_dim=16", "train.epochs=1", "train.batch_size=8",
+        f"output.dir={tmp_path}", "output.name=gan"])
+    run_dir = train_gan(cfg, progress=False)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    with Image.open(run_dir / "samples" / "epoch_000.png") as grid:
+        assert grid.size[0] > 32 and grid.size[1] >= 3 * 32  # one row per class
+    resumed = train_gan(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 2})}), run_dir,
+                        resume=True, progress=False)
+    assert (resumed / "samples" / "epoch_001.png").is_file() and not (resumed / "samples" / "epoch_002.png").exists()
+    manifest = sample_gan(run_dir, per_class=3, out=tmp_path / "syn", seed=1)
+    images = load_synthetic(tmp_path / "syn", ["blue", "green", "red"])
+    assert np.bincount(images.labels).tolist() == [3, 3, 3]
+    assert images.load(0).size == (32, 32)
+    rows = list(csv.DictReader(manifest.open()))
+    assert rows[0]["generator"] == "gan" and rows[0]["checkpoint"].endswith("last.ckpt")
+    again = CliRunner().invoke(app, ["gan", "sample", str(run_dir), "--per-class", "2", "--out", str(tmp_path / "s2")])
+    assert again.exit_code == 0, again.output
+    assert len(load_synthetic(tmp_path / "s2", ["blue", "green", "red"])) == 6

@@ -297,6 +297,26 @@ class EvalConfig(Section):
     tta: list[Literal["flip", "crops"]] = Field(default_factory=list)
 
 
+class GanConfig(Section):
+    """The class-conditional GAN of ``fgvc gan train`` (epochs and batch size come from ``train``)."""
+
+    image_size: int = Field(32, description="32, 64 or 128")
+    channels: int = Field(3, ge=1, le=3)
+    z_dim: int = Field(128, ge=1)
+    width: int = Field(64, ge=8, description="channels of the widest-resolution layers")
+    spectral_norm: bool = True
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.9)
+
+    @field_validator("image_size")
+    @classmethod
+    def _power_of_two(cls, size: int) -> int:
+        if size not in (32, 64, 128):
+            raise ValueError(f"image_size must be 32, 64 or 128 (got {size})")
+        return size
+
+
 class OutputConfig(Section):
     dir: Path = Path("runs")
     name: Optional[str] = Field(None, description="run folder name; null: the config file's name")
@@ -314,6 +334,7 @@ class ExperimentConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    gan: GanConfig = Field(default_factory=GanConfig)
     seed: int = 42
 
     @property

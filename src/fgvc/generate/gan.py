@@ -1,0 +1,128 @@
+"""A class-conditional DCGAN with a projection discriminator (Miyato & Koyama 2018), trained with Lightning.
+
+Generator: [z, embed(y)] -> 4x4 -> (upsample, conv, BN, ReLU) x k -> conv -> tanh at 32-128 px.
+Discriminator: (conv stride 2, LeakyReLU) x k -> sum over space -> linear + <embed(y), h>;
+spectral norm optional. Hinge loss. Labels come from the condition, so every sample is labelled.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+from torchvision.utils import make_grid, save_image
+
+from fgvc.config import GanConfig
+
+
+def _stages(image_size: int) -> int:
+    stages = int(math.log2(image_size // 4))
+    if 4 * 2 ** stages != image_size or not 32 <= image_size <= 128:
+        raise ValueError(f"gan.image_size must be 32, 64 or 128 (got {image_size})")
+    return stages
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GanConfig, num_classes: int):
+        super().__init__()
+        self.z_dim = cfg.z_dim
+        width = cfg.width * 2 ** (_stages(cfg.image_size) - 1)
+        self.embed = nn.Embedding(num_classes, cfg.z_dim)
+        self.project = nn.Linear(2 * cfg.z_dim, 4 * 4 * width)
+        self.start_width = width
+        blocks = []
+        for _ in range(_stages(cfg.image_size)):
+            out = max(cfg.width, width // 2)
+            blocks += [nn.Upsample(scale_factor=2), nn.Conv2d(width, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(True)]
+            width = out
+        self.blocks = nn.Sequential(nn.BatchNorm2d(self.start_width), nn.ReLU(True), *blocks)
+        self.to_rgb = nn.Conv2d(width, cfg.channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.project(torch.cat([z, self.embed(labels)], dim=1)).view(len(z), self.start_width, 4, 4)
+        return torch.tanh(self.to_rgb(self.blocks(h)))
+
+
+class ProjectionDiscriminator(nn.Module):
+    def __init__(self, cfg: GanConfig, num_classes: int):
+        super().__init__()
+        norm = spectral_norm if cfg.spectral_norm else (lambda m: m)
+        layers, width, channels = [], cfg.width, cfg.channels
+        for _ in range(_stages(cfg.image_size)):
+            layers += [norm(nn.Conv2d(channels, width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, True)]
+            channels, width = width, width * 2
+        self.features = nn.Sequential(*layers)
+        self.linear = norm(nn.Linear(channels, 1))
+        self.embed = norm(nn.Embedding(num_classes, channels))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.features(images).sum(dim=(2, 3))
+        return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(1)  # the projection term
+
+
+class ConditionalGAN(L.LightningModule):
+    """Hinge-loss GAN training: one discriminator step then one generator step per batch."""
+
+    def __init__(self, cfg: GanConfig, num_classes: int, samples_dir: Path | None = None, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters({"gan": cfg.model_dump(mode="json"), "num_classes": num_classes})
+        self.cfg, self.num_classes, self.samples_dir = cfg, num_classes, samples_dir
+        self.automatic_optimization = False
+        self.generator = Generator(cfg, num_classes)
+        self.discriminator = ProjectionDiscriminator(cfg, num_classes)
+        generator = torch.Generator().manual_seed(seed)
+        per_class = max(1, 64 // num_classes)
+        self.register_buffer("fixed_z", torch.randn(per_class * num_classes, cfg.z_dim, generator=generator))
+        self.register_buffer("fixed_y", torch.arange(num_classes).repeat_interleave(per_class))
+
+    def training_step(self, batch, batch_idx):
+        real, labels = batch
+        opt_g, opt_d = self.optimizers()
+        z = torch.randn(len(real), self.cfg.z_dim, device=self.device)
+        fake = self.generator(z, labels)
+        d_loss = F.relu(1 - self.discriminator(real, labels)).mean() + F.relu(1 + self.discriminator(fake.detach(), labels)).mean()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+        g_loss = -self.discriminator(fake, labels).mean()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
+            from fgvc.train.module import NonFiniteLossError
+
+            raise NonFiniteLossError(f"GAN loss is not finite at epoch {self.current_epoch}, batch {batch_idx}")
+        self.log_dict({"gan/d_loss": d_loss, "gan/g_loss": g_loss}, on_epoch=True, on_step=False, prog_bar=True)
+
+    def configure_optimizers(self):
+        betas = tuple(self.cfg.betas)
+        return (torch.optim.Adam(self.generator.parameters(), lr=self.cfg.lr_g, betas=betas),
+                torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.lr_d, betas=betas))
+
+    def on_train_epoch_end(self) -> None:
+        if self.samples_dir is not None and self.trainer.is_global_zero:
+            self.samples_dir.mkdir(parents=True, exist_ok=True)
+            grid = self.progress_grid()
+            save_image(grid, self.samples_dir / f"epoch_{self.current_epoch:03d}.png")
+            save_image(grid, self.samples_dir / "latest.png")
+
+    @torch.no_grad()
+    def progress_grid(self) -> torch.Tensor:
+        """The fixed-noise samples, one row per class, in [0, 1]."""
+        self.generator.eval()
+        images = self.generator(self.fixed_z, self.fixed_y)
+        self.generator.train()
+        return make_grid(images * 0.5 + 0.5, nrow=len(self.fixed_y) // self.num_classes)
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, seed: int) -> torch.Tensor:
+        """Images in [0, 1] for ``labels``, reproducible for a seed."""
+        self.generator.eval()
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn(len(labels), self.cfg.z_dim, generator=generator).to(self.device)
+        return self.generator(z, labels.to(self.device)) * 0.5 + 0.5
