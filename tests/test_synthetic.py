@@ -112,20 +112,20 @@ def test_gan_trains_resumes_and_samples_labelled_images(colour_data, tmp_path):
     from typer.testing import CliRunner
 
     from fgvc.cli import app
-    from fgvc.generate.gan_run import sample_gan, train_gan
+    from fgvc.generate.run import sample_generator, train_generator
 
     cfg = load_config(None, [
         "data.name=image_folder", f"data.root={colour_data / 'train'}", "data.val_fraction=0", "data.num_workers=0",
         "gan.image_size=32", "gan.width=8", "gan.z_dim=16", "train.epochs=1", "train.batch_size=8",
         f"output.dir={tmp_path}", "output.name=gan"])
-    run_dir = train_gan(cfg, progress=False)
+    run_dir = train_generator(cfg, "gan", progress=False)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     with Image.open(run_dir / "samples" / "epoch_000.png") as grid:
         assert grid.size[0] > 32 and grid.size[1] >= 3 * 32  # one row per class
-    resumed = train_gan(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 2})}), run_dir,
-                        resume=True, progress=False)
+    resumed = train_generator(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 2})}), "gan",
+                              run_dir, resume=True, progress=False)
     assert (resumed / "samples" / "epoch_001.png").is_file() and not (resumed / "samples" / "epoch_002.png").exists()
-    manifest = sample_gan(run_dir, per_class=3, out=tmp_path / "syn", seed=1)
+    manifest = sample_generator(run_dir, per_class=3, out=tmp_path / "syn", seed=1)
     images = load_synthetic(tmp_path / "syn", ["blue", "green", "red"])
     assert np.bincount(images.labels).tolist() == [3, 3, 3]
     assert images.load(0).size == (32, 32)
@@ -134,3 +134,24 @@ def test_gan_trains_resumes_and_samples_labelled_images(colour_data, tmp_path):
     again = CliRunner().invoke(app, ["gan", "sample", str(run_dir), "--per-class", "2", "--out", str(tmp_path / "s2")])
     assert again.exit_code == 0, again.output
     assert len(load_synthetic(tmp_path / "s2", ["blue", "green", "red"])) == 6
+
+
+def test_diffusion_trains_and_samples_with_guidance(colour_data, tmp_path):
+    from fgvc.generate.run import sample_generator, train_generator
+
+    cfg = load_config(None, [
+        "data.name=image_folder", f"data.root={colour_data / 'train'}", "data.val_fraction=0", "data.num_workers=0",
+        "diffusion.image_size=16", "diffusion.block_out_channels=[16, 32]", "diffusion.layers_per_block=1",
+        "diffusion.num_train_timesteps=50", "diffusion.grid_steps=2", "train.epochs=1", "train.batch_size=8",
+        f"output.dir={tmp_path}", "output.name=ddpm"])
+    run_dir = train_generator(cfg, "diffusion", progress=False)
+    assert (run_dir / "samples" / "latest.png").is_file()
+    manifest = sample_generator(run_dir, per_class=2, out=tmp_path / "syn", seed=3, steps=3, guidance=2.0)
+    images = load_synthetic(tmp_path / "syn", ["blue", "green", "red"])
+    assert np.bincount(images.labels).tolist() == [2, 2, 2] and images.load(0).size == (16, 16)
+    rows = list(csv.DictReader(manifest.open()))
+    assert rows[0]["generator"] == "diffusion" and rows[0]["guidance"] == "2.0"
+    # the same seed gives the same images
+    sample_generator(run_dir, per_class=2, out=tmp_path / "again", seed=3, steps=3, guidance=2.0)
+    again = load_synthetic(tmp_path / "again", ["blue", "green", "red"])
+    assert np.array_equal(np.asarray(images.load(0)), np.asarray(again.load(0)))

@@ -317,6 +317,27 @@ class GanConfig(Section):
         return size
 
 
+class DiffusionConfig(Section):
+    """The class-conditional DDPM of ``fgvc diffusion train`` (a diffusers UNet2DModel)."""
+
+    image_size: int = Field(32, ge=8)
+    channels: int = Field(3, ge=1, le=3)
+    block_out_channels: list[int] = Field(default_factory=lambda: [64, 128, 128])
+    layers_per_block: int = Field(2, ge=1)
+    num_train_timesteps: int = Field(1000, ge=10)
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    label_dropout: float = Field(0.1, ge=0, lt=1, description="classifier-free guidance: drop labels this often")
+    lr: float = Field(2e-4, gt=0)
+    grid_steps: int = Field(20, ge=1, description="DDIM steps of the per-epoch progress grid")
+
+    @field_validator("block_out_channels")
+    @classmethod
+    def _groups(cls, channels: list[int]) -> list[int]:
+        if not channels or any(c % 8 for c in channels):
+            raise ValueError(f"block_out_channels {channels} must be multiples of 8 (GroupNorm groups)")
+        return channels
+
+
 class OutputConfig(Section):
     dir: Path = Path("runs")
     name: Optional[str] = Field(None, description="run folder name; null: the config file's name")
@@ -335,6 +356,7 @@ class ExperimentConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     gan: GanConfig = Field(default_factory=GanConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
     seed: int = 42
 
     @property
