@@ -243,3 +243,39 @@ def make_colour_classes(root: Path, per_class: int = 16, size: int = 24, seed: i
             (root / name).mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels).save(root / name / f"{name}_{k:03d}.png")
     return root
+
+
+def make_tiny_stable_diffusion(folder: Path) -> Path:
+    """A randomly initialised, tiny Stable Diffusion pipeline (character-level CLIP tokenizer), saved like
+    a real one: the same loading and generation code paths, no download."""
+    import json
+
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    import torch
+
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in [chr(c) for c in range(ord("a"), ord("z") + 1)] + list(" ,.-"):
+        vocab[char] = len(vocab)
+        vocab[char + "</w>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=32)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37,
+                                        num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=32,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                norm_num_groups=8, attention_head_dim=4)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), latent_channels=4,
+                        norm_num_groups=8, sample_size=16)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
+                                   scheduler=DDIMScheduler(num_train_timesteps=100), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder / "pipeline")
+    return folder / "pipeline"

@@ -155,3 +155,25 @@ def test_diffusion_trains_and_samples_with_guidance(colour_data, tmp_path):
     sample_generator(run_dir, per_class=2, out=tmp_path / "again", seed=3, steps=3, guidance=2.0)
     again = load_synthetic(tmp_path / "again", ["blue", "green", "red"])
     assert np.array_equal(np.asarray(images.load(0)), np.asarray(again.load(0)))
+
+
+def test_text_to_image_and_image_variations_with_a_tiny_pipeline(colour_data, tmp_path):
+    from builders import make_tiny_stable_diffusion
+
+    from fgvc.generate.text_to_image import image_variations, prompt, text_to_image
+
+    pipeline = make_tiny_stable_diffusion(tmp_path / "sd")
+    cfg = load_config(None, [f"stable_diffusion.pipeline={pipeline}", "stable_diffusion.steps=2",
+                             "stable_diffusion.size=16", "stable_diffusion.template=a photo of a {class_name} thing"])
+    sd = cfg.stable_diffusion
+    assert prompt(sd, "American_Bulldog") == "a photo of a American Bulldog thing"
+    manifest = text_to_image(sd, ["red", "blue"], per_class=3, out=tmp_path / "t2i", seed=1, batch_size=2)
+    images = load_synthetic(tmp_path / "t2i", ["blue", "red"])
+    assert sorted(np.bincount(images.labels).tolist()) == [3, 3] and images.load(0).size == (16, 16)
+    assert list(csv.DictReader(manifest.open()))[0]["generator"] == "text2image"
+    real = load_data(DataConfig(name="image_folder", root=colour_data / "test", val_fraction=0)).train.subset([0, 4, 8])
+    image_variations(sd, real, per_image=2, out=tmp_path / "i2i", seed=1)
+    variations = load_synthetic(tmp_path / "i2i", real.class_names)
+    assert variations.labels.tolist() == [l for l in real.labels.tolist() for _ in range(2)]  # labels kept
+    with pytest.raises(Exception, match="template must contain"):
+        load_config(None, ["stable_diffusion.template=a photo"])

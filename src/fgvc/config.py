@@ -338,6 +338,25 @@ class DiffusionConfig(Section):
         return channels
 
 
+class StableDiffusionConfig(Section):
+    """Pretrained text-to-image / image-to-image generation (``fgvc synthetic text2image|img2img``)."""
+
+    pipeline: Optional[str] = Field(None, description="a diffusers pipeline folder, or a hub id when online")
+    template: str = Field("a photo of a {class_name}", description="prompt per class; {class_name} is filled in")
+    negative_prompt: Optional[str] = None
+    steps: int = Field(30, ge=1)
+    guidance: float = Field(7.5, ge=0)
+    size: int = Field(512, ge=8)
+    strength: float = Field(0.5, gt=0, le=1, description="img2img: how far variations move from the real image")
+
+    @field_validator("template")
+    @classmethod
+    def _has_class(cls, template: str) -> str:
+        if "{class_name}" not in template:
+            raise ValueError("template must contain {class_name}, e.g. 'a photo of a {class_name}, a type of bird'")
+        return template
+
+
 class OutputConfig(Section):
     dir: Path = Path("runs")
     name: Optional[str] = Field(None, description="run folder name; null: the config file's name")
@@ -357,6 +376,7 @@ class ExperimentConfig(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     gan: GanConfig = Field(default_factory=GanConfig)
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    stable_diffusion: StableDiffusionConfig = Field(default_factory=StableDiffusionConfig)
     seed: int = 42
 
     @property

@@ -1,4 +1,4 @@
-"""fgvc commands: synthetic filter, synthetic quality."""
+"""fgvc commands: synthetic filter / quality / text2image / img2img."""
 
 from __future__ import annotations
 
@@ -54,3 +54,39 @@ def quality_command(
     console.print_json(json.dumps({k: v for k, v in result.items() if k != "per_class"}))
     for name, values in result["per_class"].items():
         console.print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()), highlight=False)
+
+
+@synthetic_app.command("text2image")
+@friendly_errors
+def text2image_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    per_class: int = typer.Option(..., min=1, help="images per class"),
+    out: Path = typer.Option(..., help="folder for the images and manifest.csv"),
+    seed: int = typer.Option(0, help="sampling seed"),
+) -> None:
+    """Stable Diffusion images from the class prompt (stable_diffusion.template) for every class."""
+    from fgvc.data import load_data
+    from fgvc.generate.text_to_image import text_to_image
+
+    cfg = load_config(config, set_)
+    classes = load_data(cfg.data.model_copy(update={"synthetic": None})).class_names
+    console.print(f"wrote {text_to_image(cfg.stable_diffusion, classes, per_class, out, seed)}")
+
+
+@synthetic_app.command("img2img")
+@friendly_errors
+def img2img_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    per_image: int = typer.Option(1, min=1, help="variations per real training image"),
+    out: Path = typer.Option(..., help="folder for the images and manifest.csv"),
+    seed: int = typer.Option(0, help="sampling seed"),
+) -> None:
+    """DA-Fusion-style variations of the real training images (stable_diffusion.strength), labels kept."""
+    from fgvc.data import load_data
+    from fgvc.generate.text_to_image import image_variations
+
+    cfg = load_config(config, set_)
+    train = load_data(cfg.data.model_copy(update={"synthetic": None})).train
+    console.print(f"wrote {image_variations(cfg.stable_diffusion, train, per_image, out, seed)}")
