@@ -177,3 +177,22 @@ def test_text_to_image_and_image_variations_with_a_tiny_pipeline(colour_data, tm
     assert variations.labels.tolist() == [l for l in real.labels.tolist() for _ in range(2)]  # labels kept
     with pytest.raises(Exception, match="template must contain"):
         load_config(None, ["stable_diffusion.template=a photo"])
+
+
+def test_inception_extractor_from_a_local_weights_file(tmp_path, colour_data):
+    import torch
+    from torchvision.models import inception_v3
+
+    from fgvc.generate.quality import extractor_for
+
+    torch.manual_seed(0)
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), tmp_path / "inception.pth")
+    extractor = extractor_for("inception_v3", str(tmp_path / "inception.pth"))
+    assert extractor.name == "inception_v3 (torchvision weights)" and extractor.size == 299
+    real = load_data(DataConfig(name="image_folder", root=colour_data / "test", val_fraction=0)).train.subset([0, 1, 4])
+    assert extractor(real).shape == (3, 2048)
+    with pytest.raises(Exception, match="r.pth is not an Inception-v3 state dict"):
+        import timm
+
+        torch.save(timm.create_model("resnet10t").state_dict(), tmp_path / "r.pth")
+        extractor_for("inception_v3", str(tmp_path / "r.pth"))

@@ -38,19 +38,19 @@ def quality_command(
     config: Path = ConfigArg,
     synthetic_dir: Path = typer.Argument(..., help="folder with manifest.csv"),
     set_: List[str] = SetOption,
-    backbone: str = typer.Option("resnet50", help="timm / fgvc model whose features are compared"),
+    backbone: str = typer.Option("resnet50", help="inception_v3 (with --weights) or any timm / fgvc model"),
     weights: Optional[str] = typer.Option(None, help="local weights for the backbone (offline)"),
     size: int = typer.Option(224, help="input size of the feature extractor"),
 ) -> None:
     """FID and KID of the synthetic images against the real training split, overall and per class."""
     from fgvc.data import load_data
     from fgvc.data.sources.synthetic import load_synthetic
-    from fgvc.generate.quality import quality, timm_extractor
+    from fgvc.generate.quality import extractor_for, quality
 
     cfg = load_config(config, set_)
     real = load_data(cfg.data.model_copy(update={"synthetic": None})).train
     fake = load_synthetic(synthetic_dir, real.class_names)
-    result = quality(real, fake, timm_extractor(backbone, weights, size, pretrained=weights is None))
+    result = quality(real, fake, extractor_for(backbone, weights, size))
     console.print_json(json.dumps({k: v for k, v in result.items() if k != "per_class"}))
     for name, values in result["per_class"].items():
         console.print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()), highlight=False)

@@ -56,6 +56,34 @@ def timm_extractor(name: str, weights: Optional[str] = None, size: int = 224, pr
                             tuple(cfg.get("std", (0.229, 0.224, 0.225))))
 
 
+def inception_extractor(weights: str) -> FeatureExtractor:
+    """torchvision's Inception-v3 (2048-d pool features, 299 px) from a local weights file, e.g. the
+    ImageNet ``inception_v3_google-*.pth``. Named as such: the TF-ported weights of the original FID
+    paper give slightly different numbers."""
+    from torchvision.models import inception_v3
+
+    from fgvc.models.weights import read_state_dict, resolve_weights_path
+
+    model = inception_v3(weights=None, aux_logits=False, init_weights=False)
+    state = {k: v for k, v in read_state_dict(resolve_weights_path(weights)).items() if not k.startswith("AuxLogits")}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same names, other shapes
+        raise FgvcError(f"{weights} is not an Inception-v3 state dict: {str(exc).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise FgvcError(f"{weights} is not an Inception-v3 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.fc = nn.Identity()
+    return FeatureExtractor("inception_v3 (torchvision weights)", model, 299, (0.485, 0.456, 0.406),
+                            (0.229, 0.224, 0.225))
+
+
+def extractor_for(backbone: str, weights: Optional[str] = None, size: int = 224) -> FeatureExtractor:
+    """Inception-v3 when ``backbone`` is inception_v3 and its weights are on disk, else a timm/fgvc model."""
+    if backbone == "inception_v3" and weights:
+        return inception_extractor(weights)
+    return timm_extractor(backbone, weights, size, pretrained=weights is None)
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between two feature sets."""
     mu_a, mu_b = a.mean(0), b.mean(0)
