@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fgvc.config import ExperimentConfig, load_config
-from fgvc.data import load_data
+from fgvc.data import DataSplits, load_data
 from fgvc.data.images import UNLABELLED, ImageList, list_image_files
 from fgvc.data.transforms import Normalization, build_transform, resolve_normalization
 from fgvc.errors import FgvcError
@@ -100,9 +100,10 @@ def _load_probe(run_dir: Path, cfg: ExperimentConfig, class_names: list[str], he
 
 
 def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,
-                   device: Optional[torch.device] = None) -> dict[str, Any]:
-    """Metrics of the run's model on one split of its data set; writes metrics_<split>.json and predictions."""
-    splits = load_data(run.cfg.data)
+                   device: Optional[torch.device] = None, splits: Optional[DataSplits] = None) -> dict[str, Any]:
+    """Metrics of the run's model on one split of its data set; writes metrics_<split>.json and predictions.
+    ``splits``: the run's data when the caller has it loaded already (else it is loaded here)."""
+    splits = splits or load_data(run.cfg.data)
     images = getattr(splits, split, None)
     if images is None or not len(images):
         raise FgvcError(f"the data set has no {split!r} split; splits here: {[n for n, _ in splits.named()]}")

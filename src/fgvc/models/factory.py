@@ -44,7 +44,7 @@ def create_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optiona
 
 
 def _timm_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[LoadReport]]:
-    if cfg.name not in timm.list_models() and not timm.is_model(cfg.name):
+    if not timm.is_model(cfg.name):  # pretrained tags (name.tag) are understood too
         close = timm.list_models(f"*{cfg.name.split('_')[0]}*")[:8]
         raise WeightsError(f"model.name {cfg.name!r} is not a timm model; similar names: {close}")
     head_classes = 1000 if cfg.keep_pretrained_head else num_classes

@@ -143,8 +143,9 @@ def run_report(run_dir: Path) -> Path:
     return out
 
 
-def group_report(group_dir: Path) -> Path:
-    """Write GROUP/report.html (and each finished member's report) and return its path."""
+def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
+    """Write GROUP/report.html and return its path. Members' reports are written where missing (every
+    run writes its own when it finishes), or all of them again with ``rebuild_members``."""
     group_dir = Path(group_dir)
     summary = json.loads((group_dir / "summary.json").read_text())
     parts = [f"<p class='muted'>{html.escape(str(group_dir))}: {summary['kind']} over "
@@ -160,7 +161,8 @@ def group_report(group_dir: Path) -> Path:
     for name in summary["members"]:
         member = group_dir / name
         metrics = json.loads((member / "metrics.json").read_text())
-        run_report(member)
+        if rebuild_members or not (member / "report.html").is_file():
+            run_report(member)
         test = metrics.get("test", metrics.get("val", {}))
         member_rows.append(f"<tr><td><a href='{html.escape(name)}/report.html'>{html.escape(name)}</a></td>"
                            f"<td>{summary['keys'].get(name, '')}</td><td>{_fmt(test.get('top1', ''))}</td>"
@@ -176,7 +178,7 @@ def build_report(path: Path) -> Path:
     """``fgvc report``: a run folder (metrics.json) or a group folder (summary.json)."""
     path = Path(path)
     if (path / "summary.json").is_file():
-        return group_report(path)
+        return group_report(path, rebuild_members=True)
     if (path / "metrics.json").is_file():
         return run_report(path)
     from fgvc.errors import FgvcError

@@ -174,7 +174,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
     for split in ("val", "test"):
         images = getattr(splits, split)
         if images is not None and len(images) and images.is_labelled:
-            metrics[split] = evaluate_split(trained, split)
+            metrics[split] = evaluate_split(trained, split, splits=splits)
     finish_run_folder(run_dir, metrics, splits.class_names)
     return RunResult(run_dir, metrics)
 
