@@ -11,8 +11,9 @@ from fgvc.config import DataConfig, load_config
 from fgvc.data import load_data
 from fgvc.data.images import ImageList
 from fgvc.data.sources.synthetic import load_synthetic
-from fgvc.errors import DataError
-from fgvc.generate.quality import frechet_distance, kernel_distance, quality, timm_extractor
+from fgvc.errors import DataError, FgvcError
+from fgvc.generate.extractors import timm_extractor
+from fgvc.generate.quality import frechet_distance, kernel_distance, quality
 from fgvc.generate.writer import SyntheticImage, write_synthetic
 
 
@@ -49,6 +50,8 @@ def test_synthetic_goes_into_train_only(colour_data, tmp_path):
     assert counted.train.meta["synthetic"].sum() == 5
     again = load_data(DataConfig(**base, synthetic={"path": tmp_path / "syn", "count": 5}))
     assert again.train.paths == counted.train.paths  # the same draw for the same split_seed
+    with pytest.raises(DataError, match=r"data.synthetic.ratio 1.0 asks for 36 synthetic images but .*syn holds 30"):
+        load_data(DataConfig(**base, synthetic={"path": tmp_path / "syn", "ratio": 1.0}))
 
 
 def test_synthetic_into_an_in_memory_data_set(tmp_path):
@@ -183,7 +186,7 @@ def test_inception_extractor_from_a_local_weights_file(tmp_path, colour_data):
     import torch
     from torchvision.models import inception_v3
 
-    from fgvc.generate.quality import extractor_for
+    from fgvc.generate.extractors import extractor_for
 
     torch.manual_seed(0)
     torch.save(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), tmp_path / "inception.pth")
@@ -196,3 +199,70 @@ def test_inception_extractor_from_a_local_weights_file(tmp_path, colour_data):
 
         torch.save(timm.create_model("resnet10t").state_dict(), tmp_path / "r.pth")
         extractor_for("inception_v3", str(tmp_path / "r.pth"))
+
+
+def fid_inception_weights(path, seed=0):
+    """A random state dict in the layout of the TF-ported FID Inception-v3 (1008 classes, no aux head),
+    He-scaled so activations stay finite through 90 layers."""
+    import torch
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(seed)
+    state = inception_v3(weights=None, num_classes=1008, aux_logits=False, init_weights=False).state_dict()
+    for key, value in state.items():
+        if key.endswith("conv.weight"):
+            value.normal_(0, (2 / value[0].numel()) ** 0.5)
+    torch.save(state, path)
+    return state
+
+
+def test_standard_fid_inception_matches_torchmetrics(tmp_path):
+    import torch
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from fgvc.generate.extractors import extractor_for
+
+    state = fid_inception_weights(tmp_path / "weights-inception-2015-12-05-test.pth")
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    fake = np.clip(real + rng.normal(0, 50, real.shape), 0, 255).astype(np.uint8)
+    as_list = lambda pixels: ImageList(["x"], np.zeros(len(pixels), int), pixels=pixels)  # noqa: E731
+    extractor = extractor_for("inception_v3_tf", str(tmp_path / "weights-inception-2015-12-05-test.pth"))
+    assert extractor.name == "inception_v3_tf" and extractor.weights.startswith("weights-inception-2015-12-05-test.pth (sha256 ")
+    real_features, fake_features = extractor(as_list(real)), extractor(as_list(fake))
+    assert real_features.shape == (6, 2048) and 0 < real_features.std() < 1e3
+    ours = frechet_distance(real_features, fake_features)
+
+    # torchmetrics' FID with the same weights file on the same 299 px uint8 images
+    reference = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(tmp_path / "weights-inception-2015-12-05-test.pth"))
+    to_299 = lambda pixels: torch.stack([extractor.transform(Image.fromarray(p)) for p in pixels])  # noqa: E731
+    reference.update(to_299(real), real=True)
+    reference.update(to_299(fake), real=False)
+    assert ours > 0 and ours == pytest.approx(float(reference.compute()), rel=1e-3)
+
+    # pytorch-fid's copy of the weights has no BatchNorm num_batches_tracked: same network, same features
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, tmp_path / "pt_inception.pth")
+    assert np.allclose(extractor_for("inception_v3_tf", str(tmp_path / "pt_inception.pth"))(as_list(real)), real_features)
+
+
+def test_standard_fid_inception_errors_name_the_file(tmp_path, monkeypatch):
+    import timm
+    import torch
+
+    from fgvc.generate.extractors import extractor_for
+
+    torch.save(timm.create_model("resnet10t").state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(FgvcError, match="resnet.pth is not the FID Inception-v3 state dict: Missing key"):
+        extractor_for("inception_v3_tf", str(tmp_path / "resnet.pth"))
+    with pytest.raises(FgvcError, match="weights file not found: .*nowhere.pth"):
+        extractor_for("inception_v3_tf", str(tmp_path / "nowhere.pth"))
+    import urllib.error
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+    def offline(url, **kwargs):  # what an offline machine gets, here also on a machine that is online
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(fidelity, "load_state_dict_from_url", offline)
+    with pytest.raises(FgvcError, match="cannot download the FID Inception weights.*name resolution.*--weights"):
+        extractor_for("inception_v3_tf")

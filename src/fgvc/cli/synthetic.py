@@ -38,14 +38,16 @@ def quality_command(
     config: Path = ConfigArg,
     synthetic_dir: Path = typer.Argument(..., help="folder with manifest.csv"),
     set_: List[str] = SetOption,
-    backbone: str = typer.Option("resnet50", help="inception_v3 (with --weights) or any timm / fgvc model"),
+    backbone: str = typer.Option("inception_v3_tf", help="inception_v3_tf: the standard FID network; inception_v3 "
+                                 "(torchvision weights, with --weights); or any timm / fgvc model"),
     weights: Optional[str] = typer.Option(None, help="local weights for the backbone (offline)"),
-    size: int = typer.Option(224, help="input size of the feature extractor"),
+    size: int = typer.Option(224, help="input size of a timm / fgvc feature extractor"),
 ) -> None:
     """FID and KID of the synthetic images against the real training split, overall and per class."""
     from fgvc.data import load_data
     from fgvc.data.sources.synthetic import load_synthetic
-    from fgvc.generate.quality import extractor_for, quality
+    from fgvc.generate.extractors import extractor_for
+    from fgvc.generate.quality import quality
 
     cfg = load_config(config, set_)
     real = load_data(cfg.data.model_copy(update={"synthetic": None})).train

@@ -6,6 +6,7 @@ from fgvc.config import DataConfig
 from fgvc.data.images import ImageDataset, ImageList, concat_images
 from fgvc.data.sources import SourceParts, load_source
 from fgvc.data.splits import DataSplits, limit_per_class, stratified_kfold, stratified_split
+from fgvc.errors import DataError
 
 __all__ = [
     "DataSplits",
@@ -52,7 +53,10 @@ def add_synthetic(train: ImageList, cfg: DataConfig) -> ImageList:
 
     synthetic = load_synthetic(cfg.synthetic.path, train.class_names)
     wanted = cfg.synthetic.count if cfg.synthetic.count is not None else int(round((cfg.synthetic.ratio or 0) * len(train)))
-    wanted = min(wanted, len(synthetic))
+    if wanted > len(synthetic):  # a silent cap would make ratio 0.5 and 1.0 the same experiment
+        asked = f"count {cfg.synthetic.count}" if cfg.synthetic.count is not None else f"ratio {cfg.synthetic.ratio}"
+        raise DataError(f"data.synthetic.{asked} asks for {wanted} synthetic images but {cfg.synthetic.path} holds "
+                        f"{len(synthetic)}: sample more (--per-class) or ask for fewer")
     if wanted == 0:
         return train
     chosen = np.sort(np.random.default_rng(cfg.split_seed).choice(len(synthetic), size=wanted, replace=False))
@@ -60,7 +64,5 @@ def add_synthetic(train: ImageList, cfg: DataConfig) -> ImageList:
     real = ImageList(train.class_names, train.labels, train.paths, train.pixels, train.boxes,
                      {**train.meta, "synthetic": np.zeros(len(train), dtype=bool)}, train.name)
     if real.boxes is not None:
-        from fgvc.errors import DataError
-
         raise DataError("data.synthetic cannot be mixed with data.crop_to_box (generated images have no boxes)")
     return concat_images([real, synthetic], f"{train.name}+synthetic")
