@@ -1,6 +1,7 @@
 """Statistics against scipy on known numbers, and the verdicts."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -63,6 +64,15 @@ def test_unpaired_welch_when_seeds_differ():
 def test_lower_is_better_metrics():
     a = {1: 0.10, 2: 0.12, 3: 0.11, 4: 0.105}
     b = {1: 0.05, 2: 0.06, 3: 0.055, 4: 0.052}
-    assert verdict(compare_values("ece", a, b), "base", "new").startswith("new better than base on ece by")
+    assert verdict(compare_values("ece", a, b), "base", "new").startswith("new better than base on ece by 5.45 points, 95% CI [")
+
+
+def test_the_gap_and_its_ci_have_the_same_sign_whichever_side_wins():
+    a = {1: 0.80, 2: 0.82, 3: 0.81, 4: 0.805}
+    b = {1: 0.78, 2: 0.79, 3: 0.785, 4: 0.78}
+    for text, winner in ((verdict(compare_values("top1", a, b), "a", "b"), "a"),
+                         (verdict(compare_values("top1", b, a), "b", "a"), "a")):
+        gap, low, high = map(float, re.match(r".* by ([\d.]+) points, 95% CI \[(-?[\d.]+), (-?[\d.]+)\]", text).groups())
+        assert text.startswith(f"{winner} better than") and 0 < low < gap < high
     with pytest.raises(ValueError, match="at least 2 runs per group"):
         compare_values("top1", {1: 0.5}, {2: 0.6})

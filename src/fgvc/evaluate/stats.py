@@ -153,4 +153,7 @@ def verdict(comparison: Comparison, name_a: str = "A", name_b: str = "B", alpha:
                f"(B - A = {diff:+.2f}{unit}, {stats_text})"
     b_better = (c.diff > 0) != lower_is_better(c.metric)
     winner, loser = (name_b, name_a) if b_better else (name_a, name_b)
-    return f"{winner} better than {loser} on {c.metric} by {abs(diff):.2f}{unit}, {stats_text}"
+    if c.diff < 0:  # the sentence gives the gap as a positive number, so its CI is turned round too
+        low, high = -high, -low
+    gap_text = f"{c.confidence:.0%} CI [{low:.2f}, {high:.2f}], p={c.p_value:.3g}, {pairing}"
+    return f"{winner} better than {loser} on {c.metric} by {abs(diff):.2f}{unit}, {gap_text}"
