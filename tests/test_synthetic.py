@@ -111,6 +111,24 @@ def test_filter_keeps_images_a_known_classifier_agrees_with(tiny_overrides, tmp_
     assert len(load_synthetic(tmp_path / "kept", ["blue", "green", "red"])) == 3
 
 
+def test_diff_augment_is_per_image_differentiable_and_cuts_a_square_out():
+    import torch
+
+    from fgvc.generate.gan import diff_augment
+
+    torch.manual_seed(0)
+    images = torch.full((16, 3, 32, 32), 0.5, requires_grad=True)
+    out = diff_augment(images)
+    assert out.shape == images.shape
+    out.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    zeros = (out == 0).all(dim=1).flatten(1).sum(1)  # cutout (16 x 16) plus what the shift brought in
+    assert (zeros >= 16 * 16).all() and len(set(zeros.tolist())) > 1  # the shifts differ from image to image
+    levels = out.detach().amax(dim=(1, 2, 3))
+    assert levels.std() > 0.05  # brightness / contrast drawn per image
+    assert not torch.equal(diff_augment(images), diff_augment(images))
+
+
 def test_gan_trains_resumes_and_samples_labelled_images(colour_data, tmp_path):
     from typer.testing import CliRunner
 
@@ -119,7 +137,7 @@ def test_gan_trains_resumes_and_samples_labelled_images(colour_data, tmp_path):
 
     cfg = load_config(None, [
         "data.name=image_folder", f"data.root={colour_data / 'train'}", "data.val_fraction=0", "data.num_workers=0",
-        "gan.image_size=32", "gan.width=8", "gan.z_dim=16", "train.epochs=1", "train.batch_size=8",
+        "gan.image_size=32", "gan.width=8", "gan.z_dim=16", "gan.diff_augment=true", "train.epochs=1", "train.batch_size=8",
         f"output.dir={tmp_path}", "output.name=gan"])
     run_dir = train_generator(cfg, "gan", progress=False)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()

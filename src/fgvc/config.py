@@ -305,6 +305,7 @@ class GanConfig(Section):
     z_dim: int = Field(128, ge=1)
     width: int = Field(64, ge=8, description="channels of the widest-resolution layers")
     spectral_norm: bool = True
+    diff_augment: bool = Field(False, description="DiffAugment: colour, translation, cutout on what D sees (small data)")
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.0, 0.9)

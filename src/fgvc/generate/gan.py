@@ -3,6 +3,9 @@
 Generator: [z, embed(y)] -> 4x4 -> (upsample, conv, BN, ReLU) x k -> conv -> tanh at 32-128 px.
 Discriminator: (conv stride 2, LeakyReLU) x k -> sum over space -> linear + <embed(y), h>;
 spectral norm optional. Hinge loss. Labels come from the condition, so every sample is labelled.
+With a few hundred images per class the discriminator memorises the real set and the generator
+collapses; DiffAugment (Zhao et al. 2020, ``gan.diff_augment``) shows the discriminator every real
+and generated image through the same random, differentiable colour / translation / cutout.
 """
 
 from __future__ import annotations
@@ -25,6 +28,32 @@ def _stages(image_size: int) -> int:
     if 4 * 2 ** stages != image_size or not 32 <= image_size <= 128:
         raise ValueError(f"gan.image_size must be 32, 64 or 128 (got {image_size})")
     return stages
+
+
+def diff_augment(images: torch.Tensor, translation: float = 0.125, cutout: float = 0.5) -> torch.Tensor:
+    """DiffAugment's colour, translation and cutout, drawn per image, differentiable (images in [-1, 1])."""
+    n, device = len(images), images.device
+    rand = lambda *shape: torch.rand(n, *shape, device=device, dtype=images.dtype)  # noqa: E731
+    x = images + (rand(1, 1, 1) - 0.5)  # brightness
+    if x.shape[1] > 1:
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (rand(1, 1, 1) * 2) + mean  # saturation
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * (rand(1, 1, 1) + 0.5) + mean  # contrast
+    # translation by up to `translation` of the size, zeros shifted in (an affine grid, so gradients flow)
+    theta = torch.zeros(n, 2, 3, device=device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = (rand(2) * 2 - 1) * 2 * translation
+    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), mode="nearest",
+                      padding_mode="zeros", align_corners=False)
+    # cutout: one square of `cutout` x the size per image set to zero
+    h, w = x.shape[2:]
+    ch, cw = int(h * cutout + 0.5), int(w * cutout + 0.5)
+    top = (rand() * (h + 1 - ch)).long().view(n, 1, 1)
+    left = (rand() * (w + 1 - cw)).long().view(n, 1, 1)
+    rows, cols = torch.arange(h, device=device).view(1, h, 1), torch.arange(w, device=device).view(1, 1, w)
+    inside = (rows >= top) & (rows < top + ch) & (cols >= left) & (cols < left + cw)
+    return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
 class Generator(nn.Module):
@@ -85,11 +114,13 @@ class ConditionalGAN(L.LightningModule):
         opt_g, opt_d = self.optimizers()
         z = torch.randn(len(real), self.cfg.z_dim, device=self.device)
         fake = self.generator(z, labels)
-        d_loss = F.relu(1 - self.discriminator(real, labels)).mean() + F.relu(1 + self.discriminator(fake.detach(), labels)).mean()
+        seen = diff_augment if self.cfg.diff_augment else (lambda images: images)  # what the discriminator sees
+        d_loss = (F.relu(1 - self.discriminator(seen(real), labels)).mean()
+                  + F.relu(1 + self.discriminator(seen(fake.detach()), labels)).mean())
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
-        g_loss = -self.discriminator(fake, labels).mean()
+        g_loss = -self.discriminator(seen(fake), labels).mean()
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
