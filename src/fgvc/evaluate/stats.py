@@ -147,13 +147,14 @@ def verdict(comparison: Comparison, name_a: str = "A", name_b: str = "B", alpha:
     low, _ = _scale(c.metric, c.ci_low)
     high, _ = _scale(c.metric, c.ci_high)
     pairing = f"{c.n_a} paired seeds" if c.paired else f"{c.n_a} vs {c.n_b} runs, unpaired"
-    stats_text = f"{c.confidence:.0%} CI [{low:.2f}, {high:.2f}], p={c.p_value:.3g}, {pairing}"
+
+    def stats_text(low: float, high: float) -> str:
+        return f"{c.confidence:.0%} CI [{low:.2f}, {high:.2f}], p={c.p_value:.3g}, {pairing}"
+
     if c.p_value >= alpha or (c.ci_low <= 0 <= c.ci_high and c.ci_low != c.ci_high):
         return f"no significant difference between {name_a} and {name_b} on {c.metric} " \
-               f"(B - A = {diff:+.2f}{unit}, {stats_text})"
+               f"(B - A = {diff:+.2f}{unit}, {stats_text(low, high)})"
     b_better = (c.diff > 0) != lower_is_better(c.metric)
     winner, loser = (name_b, name_a) if b_better else (name_a, name_b)
-    if c.diff < 0:  # the sentence gives the gap as a positive number, so its CI is turned round too
-        low, high = -high, -low
-    gap_text = f"{c.confidence:.0%} CI [{low:.2f}, {high:.2f}], p={c.p_value:.3g}, {pairing}"
-    return f"{winner} better than {loser} on {c.metric} by {abs(diff):.2f}{unit}, {gap_text}"
+    gap_ci = (low, high) if c.diff >= 0 else (-high, -low)  # the gap is said as a positive number, so its CI too
+    return f"{winner} better than {loser} on {c.metric} by {abs(diff):.2f}{unit}, {stats_text(*gap_ci)}"
