@@ -59,10 +59,10 @@ def add_synthetic(train: ImageList, cfg: DataConfig) -> ImageList:
                         f"{len(synthetic)}: sample more (--per-class) or ask for fewer")
     if wanted == 0:
         return train
+    if train.boxes is not None:  # before the chosen images are decoded
+        raise DataError("data.synthetic cannot be mixed with data.crop_to_box (generated images have no boxes)")
     chosen = np.sort(np.random.default_rng(cfg.split_seed).choice(len(synthetic), size=wanted, replace=False))
     synthetic = match_storage(synthetic.subset(chosen), train)
     real = ImageList(train.class_names, train.labels, train.paths, train.pixels, train.boxes,
                      {**train.meta, "synthetic": np.zeros(len(train), dtype=bool)}, train.name)
-    if real.boxes is not None:
-        raise DataError("data.synthetic cannot be mixed with data.crop_to_box (generated images have no boxes)")
     return concat_images([real, synthetic], f"{train.name}+synthetic")
