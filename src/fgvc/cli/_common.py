@@ -29,7 +29,8 @@ SetOption = typer.Option([], "--set", help="override a config value: key.path=va
 
 
 def friendly_errors(command: Callable) -> Callable:
-    """Print FgvcErrors as one clear message (no traceback) and exit with status 2."""
+    """Print FgvcErrors as one clear message (no traceback) and exit with status 2 (130 / 143 for a run
+    stopped by SIGINT / SIGTERM)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -37,7 +38,7 @@ def friendly_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except FgvcError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
 
     return wrapper
 
@@ -64,3 +65,5 @@ def _print_summary(summary: dict, split: str = "test") -> None:
         ci = f"[{d.ci_low:.4f}, {d.ci_high:.4f}]" if d.ci_low is not None else "-"
         table.add_row(metric, f"{d.mean:.4f}", f"{d.std:.4f}", ci, f"{d.min:.4f}", f"{d.max:.4f}")
     console.print(table)
+    if summary.get("warning"):
+        err_console.print(f"[bold yellow]warning:[/] {summary['warning']}", highlight=False)

@@ -27,7 +27,7 @@ def data_verify(
     config: Path = ConfigArg,
     set_: List[str] = SetOption,
     out: Optional[Path] = typer.Option(None, help="JSON report path (default: RUN_DIR/data_verify.json)"),
-    strict: bool = typer.Option(False, help="exit 1 when unreadable files or cross-split duplicates are found"),
+    strict: bool = typer.Option(False, help="exit 1 when unreadable files, cross-split duplicates or label conflicts are found"),
 ) -> None:
     """Counts per class and split, image sizes, unreadable files, duplicates across splits."""
     from fgvc.data import load_data
@@ -54,9 +54,10 @@ def _print_verify(report, name: str) -> None:
     table = Table(title=f"{name}: images per class", show_footer=True)
     table.add_column("class", footer="total")
     for split in splits:
-        table.add_column(split, justify="right", footer=str(sum(report.counts[split])))
+        table.add_column(split, justify="right", footer=str(report.totals.get(split, sum(report.counts[split]))))
     for index, class_name in enumerate(report.class_names):
-        table.add_row(class_name, *(str(report.counts[s][index]) for s in splits))
+        # an unlabelled split has no per-class counts: its images show in the total only
+        table.add_row(class_name, *(str(report.counts[s][index]) if s != "unlabelled" else "-" for s in splits))
     console.print(table)
     sizes = Table(title="image sizes (width x height)")
     for column in ("split", "min", "mean", "max", "distinct"):
@@ -81,10 +82,23 @@ def _print_verify(report, name: str) -> None:
         console.print(f"[bold red]{len(report.leaks)} images appear in more than one split (leaks):[/]")
         for dup in report.leaks[:20]:
             console.print("  " + "  ==  ".join(f"[{s}] {p}" for s, p in dup.images), highlight=False)
+    if report.conflicts:
+        console.print(f"[bold red]{len(report.conflicts)} images appear under different labels (label conflicts):[/]")
+        for dup in report.conflicts[:20]:
+            console.print("  " + "  ==  ".join(f"[{s}] {p} ({label or 'unlabelled'})"
+                                               for (s, p), label in zip(dup.images, dup.labels)), highlight=False)
     if report.repeats:
-        console.print(f"[yellow]{len(report.repeats)} images repeated within a split[/]")
+        console.print(f"[yellow]{len(report.repeats)} images repeated within a split:[/]")
+        for dup in report.repeats[:10]:
+            console.print("  " + "  ==  ".join(p for _, p in dup.images), highlight=False)
+    if report.notes:
+        console.print(f"notes on {len({n.image for n in report.notes})} odd but readable images (not errors):")
+        for note in report.notes[:20]:
+            console.print(f"  [{note.split}] {note.image}: {note.note}", highlight=False)
+        if len(report.notes) > 20:
+            console.print(f"  ... and {len(report.notes) - 20} more in the JSON report")
     if report.ok:
-        console.print("[green]no unreadable files, no duplicates across splits[/]")
+        console.print("[green]no unreadable files, no duplicates across splits, no label conflicts[/]")
 
 
 @data_app.command("show")

@@ -15,7 +15,8 @@ from fgvc.cli._common import app, console, friendly_errors
 def explain_command(
     run_dir: Path = typer.Argument(..., help="a run folder written by fgvc train"),
     images: List[Path] = typer.Argument(None, help="image files or folders (omit with --gallery)"),
-    method: str = typer.Option("gradcam", help="gradcam, gradcam++, scorecam (CNNs and ViTs); rollout, attention (ViTs)"),
+    method: Optional[str] = typer.Option(None, help="gradcam, gradcam++, scorecam (CNNs and ViTs); rollout, attention "
+                                                    "(ViTs); default: attention for a ViT, gradcam otherwise"),
     out: Optional[Path] = typer.Option(None, help="folder for the overlays (default RUN_DIR/explain)"),
     gallery: bool = typer.Option(False, "--gallery", help="explain right and wrong test predictions for the report"),
 ) -> None:
@@ -24,7 +25,7 @@ def explain_command(
     from fgvc.explain.run_explain import gallery as make_gallery
 
     if gallery:
-        console.print(f"wrote {make_gallery(run_dir, method if method != 'gradcam' else None)}")
+        console.print(f"wrote {make_gallery(run_dir, method)}")
         from fgvc.report.html import run_report
 
         run_report(run_dir)

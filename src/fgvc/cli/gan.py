@@ -10,6 +10,7 @@ import typer
 from fgvc.cli._common import SetOption, app, console, friendly_errors
 from fgvc.config import load_config
 from fgvc.errors import FgvcError
+from fgvc.runfolder import RunFolder
 
 gan_app = typer.Typer(help="Class-conditional GAN: train it, sample labelled images.", no_args_is_help=True)
 diffusion_app = typer.Typer(help="Class-conditional diffusion (diffusers): train it, sample labelled images.",
@@ -22,12 +23,12 @@ def _train(kind: str, config: Optional[Path], set_: List[str], resume: Optional[
     from fgvc.generate.run import train_generator
 
     if resume is not None:
-        run_dir = train_generator(load_config(resume / "config.yaml"), kind, resume, resume=True, progress=progress)
+        run_dir = train_generator(load_config(RunFolder(resume).require().config_file), kind, resume, resume=True, progress=progress)
     elif config is None:
         raise FgvcError("give a CONFIG, or --resume RUN_DIR")
     else:
         run_dir = train_generator(load_config(config, set_), kind, progress=progress)
-    console.print(f"{kind} run folder: {run_dir} (progress grid: {run_dir / 'samples' / 'latest.png'})")
+    console.print(f"{kind} run folder: {run_dir} (progress grid: {RunFolder(run_dir).samples_dir / 'latest.png'})")
 
 
 @gan_app.command("train")

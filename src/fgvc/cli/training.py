@@ -19,6 +19,7 @@ def train_command(
     config: Optional[Path] = typer.Argument(None, help="experiment config (YAML); omit with --resume"),
     set_: List[str] = SetOption,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the killed run in RUN_DIR"),
+    checkpoint: str = typer.Option("last", help="with --resume: continue from the last or the best checkpoint"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """Fine-tune a model; writes a run folder with checkpoints, history, metrics and plots."""
@@ -26,7 +27,9 @@ def train_command(
     from fgvc.train.run import train
 
     if resume is not None:
-        result = resume_run(resume, progress=progress)
+        if checkpoint not in ("last", "best"):
+            raise FgvcError(f"--checkpoint {checkpoint!r}: use last or best")
+        result = resume_run(resume, progress=progress, checkpoint=checkpoint)
     elif config is None:
         raise FgvcError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
     else:
@@ -41,13 +44,17 @@ def train_command(
 @friendly_errors
 def eval_command(
     run_dir: Path = typer.Argument(..., help="a run folder written by fgvc train"),
-    split: str = typer.Option("test", help="val or test"),
+    split: Optional[str] = typer.Option(None, help="val or test (default: the run's eval.split)"),
     checkpoint: str = typer.Option("best", help="best or last"),
 ) -> None:
     """Evaluate a trained run on a split; writes metrics_<split>.json and predictions_<split>.csv."""
     from fgvc.evaluate.runs import evaluate_split, load_trained
 
-    metrics = evaluate_split(load_trained(run_dir, checkpoint), split)
+    if checkpoint not in ("last", "best"):
+        raise FgvcError(f"--checkpoint {checkpoint!r}: use best or last")
+    run = load_trained(run_dir, checkpoint)
+    split = split or run.cfg.eval.split
+    metrics = evaluate_split(run, split)
     _print_metrics(f"{split} metrics", metrics)
 
 
@@ -87,7 +94,7 @@ def summary_command(
     """Parameters (total / trainable / frozen) and memory of the model under its strategy."""
     from fgvc.models.summary import human_bytes, summarize
     from fgvc.data import load_data
-    from fgvc.evaluate.runs import build_network
+    from fgvc.models.assembly import build_network
 
     cfg = load_config(config, set_)
     num_classes = num_classes or load_data(cfg.data).num_classes

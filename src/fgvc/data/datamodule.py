@@ -94,11 +94,18 @@ class SeededImageDataset(Dataset):
 
 
 class FgvcDataModule(L.LightningDataModule):
-    """Train / val / test loaders over :class:`DataSplits` with the given transforms."""
+    """Train / val / test loaders over :class:`DataSplits` with the given transforms.
+
+    ``start_epoch``: the epoch a resumed fit starts with. Lightning creates the first train iterator
+    before it calls the sampler's ``set_epoch``, and a loader with worker processes prefetches its
+    first batches at creation, so without it a resumed run would draw its first epoch in epoch 0's
+    order (seen only with ``num_workers > 0``).
+    """
 
     def __init__(self, splits: DataSplits, train_transform: Callable, eval_transform: Callable, batch_size: int,
-                 eval_batch_size: int, num_workers: int, seed: int, drop_last: bool = False):
+                 eval_batch_size: int, num_workers: int, seed: int, drop_last: bool = False, start_epoch: int = 0):
         super().__init__()
+        self.start_epoch = start_epoch
         self.splits = splits
         self.train_transform, self.eval_transform = train_transform, eval_transform
         self.batch_size = batch_size  # the Tuner's batch-size search changes this attribute
@@ -107,10 +114,13 @@ class FgvcDataModule(L.LightningDataModule):
 
     def _loader(self, images: ImageList, train: bool, batch_size: int) -> DataLoader:
         dataset = SeededImageDataset(images, self.train_transform if train else self.eval_transform, self.seed)
+        sampler = EpochSampler(len(images), self.seed, shuffle=train)
+        if train:
+            sampler.set_epoch(self.start_epoch)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            sampler=EpochSampler(len(images), self.seed, shuffle=train),
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

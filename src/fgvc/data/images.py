@@ -17,12 +17,63 @@ UNLABELLED = -1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB image, with high-bit-depth grey images scaled to 8 bit by their range instead of clipped
+    (PIL's own ``convert`` saturates a 16-bit image to white).
+
+    16-bit: value / 257 (0..65535 -> 0..255). 32-bit integer: the same when its values fit 16 bit,
+    as they are when they fit 8 bit, else scaled from its own min..max. Float: x 255 when in [0, 1],
+    else min..max. 16-bit RGB PNGs PIL already reads as their high bytes."""
+    if image.mode not in HIGH_BIT_MODES:
+        return image.convert("RGB")
+    pixels = np.asarray(image, dtype=np.float64)
+    low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (image.mode == "I" and 0 <= low and 255 < high <= 65535):
+        pixels = pixels / 257.0
+    elif image.mode == "F" and 0 <= low and high <= 1:
+        pixels = pixels * 255.0
+    elif not (0 <= low and high <= 255):
+        pixels = (pixels - low) / (high - low) * 255.0 if high > low else np.zeros_like(pixels)
+    return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), "L").convert("RGB")
+
+
+def image_notes(data: bytes, path_name: str) -> list[str]:
+    """Odd but readable things about an image file (for ``data verify``): high bit depth, CMYK,
+    grayscale, a palette with transparency, alpha, or content whose format disagrees with its name."""
+    notes = []
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            mode, fmt, info = image.mode, image.format, image.info
+            rawmode = image.tile[0].args if image.tile and isinstance(image.tile[0].args, str) else ""
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return notes
+    if mode in HIGH_BIT_MODES or ";16" in str(rawmode):
+        notes.append(f"high bit depth ({mode if mode in HIGH_BIT_MODES else rawmode}), scaled to 8 bit")
+    if mode == "CMYK":
+        notes.append("CMYK, converted to RGB")
+    if mode in ("L", "LA", "1") or mode.startswith("I"):
+        notes.append("grayscale, repeated into 3 channels")
+    if mode == "P" and "transparency" in info:
+        notes.append("palette with transparency, flattened")
+    elif mode in ("RGBA", "LA", "PA"):
+        notes.append("alpha channel, dropped")
+    suffix = Path(path_name).suffix.lower()
+    expected = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+                ".webp": "WEBP", ".ppm": "PPM", ".pgm": "PPM"}.get(suffix)
+    if expected and fmt and fmt != expected:
+        notes.append(f"{fmt} content named {suffix}")
+    return notes
+
+
 def decode_image(data: bytes, name: str) -> Image.Image:
     """Decode image bytes fully (truncated files fail here, not later) into an RGB image."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            return image.convert("RGB")
+            return to_rgb(image)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DataError(
             f"cannot read image {name}: {exc}. Run `fgvc data verify CONFIG` to list every unreadable file."

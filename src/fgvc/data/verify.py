@@ -1,4 +1,5 @@
-"""Check a data set before training: counts, image sizes, unreadable files, duplicates across splits."""
+"""Check a data set before training: counts, image sizes, unreadable files, duplicates across splits,
+label conflicts (the same image under two labels), and notes on odd but readable files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from fgvc.data.images import ImageList
+from fgvc.data.images import ImageList, image_notes
 from fgvc.data.splits import DataSplits
 from fgvc.errors import DataError
 
@@ -23,15 +24,30 @@ class Unreadable:
 
 
 @dataclass
+class Note:
+    """Something odd but readable about one image (high bit depth, CMYK, a PNG named .jpg, ...)."""
+
+    split: str
+    image: str
+    note: str
+
+
+@dataclass
 class Duplicate:
     """Identical content found in more than one split (a leak), or several times within one."""
 
     digest: str
     images: list[tuple[str, str]]  # (split, image)
+    labels: list[str] = field(default_factory=list)  # the label of each image ("" when unlabelled)
 
     @property
     def splits(self) -> list[str]:
         return sorted({split for split, _ in self.images})
+
+    @property
+    def conflicting(self) -> bool:
+        """The same content under two or more different labels."""
+        return len({label for label in self.labels if label}) > 1
 
 
 @dataclass
@@ -43,10 +59,13 @@ class VerifyReport:
     leaks: list[Duplicate] = field(default_factory=list)  # same content in two or more splits
     repeats: list[Duplicate] = field(default_factory=list)  # same content twice within one split
     missing_classes: dict[str, list[str]] = field(default_factory=dict)  # split -> classes with no image
+    totals: dict[str, int] = field(default_factory=dict)  # split -> images (labelled or not)
+    conflicts: list[Duplicate] = field(default_factory=list)  # same content under different labels
+    notes: list[Note] = field(default_factory=list)  # odd but readable files; never a failure
 
     @property
     def ok(self) -> bool:
-        return not (self.unreadable or self.leaks)
+        return not (self.unreadable or self.leaks or self.conflicts)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -54,18 +73,19 @@ class VerifyReport:
         return data
 
 
-def _inspect(images: ImageList, index: int) -> tuple[str, Optional[tuple[int, int]], Optional[str]]:
-    """(content digest, (width, height) or None, error or None) for one image."""
+def _inspect(images: ImageList, index: int) -> tuple[str, Optional[tuple[int, int]], Optional[str], list[str]]:
+    """(content digest, (width, height) or None, error or None, notes) for one image."""
     try:
         data = images.content_bytes(index)
     except DataError as exc:
-        return "", None, str(exc)
+        return "", None, str(exc), []
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
         image = images.image_from_bytes(index, data)
     except DataError as exc:
-        return digest, None, str(exc).split(". Run `fgvc")[0]
-    return digest, image.size, None
+        return digest, None, str(exc).split(". Run `fgvc")[0], []
+    notes = image_notes(data, images.key(index)) if images.paths is not None else []
+    return digest, image.size, None, notes
 
 
 def _size_stats(sizes: list[tuple[int, int]]) -> dict[str, float]:
@@ -92,22 +112,25 @@ def verify_splits(
     Unreadable files are listed, never dropped. ``progress(split, n)`` is called as images are done.
     """
     report = VerifyReport(class_names=list(splits.class_names), counts={}, sizes={})
-    seen: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    seen: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for split, images in splits.named():
             sizes = []
             results = pool.map(lambda i: _inspect(images, i), range(len(images)), chunksize=16)
-            for index, (digest, size, error) in enumerate(results):
+            for index, (digest, size, error, notes) in enumerate(results):
                 if error:
                     report.unreadable.append(Unreadable(split, images.key(index), error))
+                report.notes += [Note(split, images.key(index), note) for note in notes]
                 if digest:
-                    seen[digest].append((split, images.key(index)))
+                    label = int(images.labels[index])
+                    seen[digest].append((split, images.key(index), splits.class_names[label] if label >= 0 else ""))
                 if size:
                     sizes.append(size)
                 if progress:
                     progress(split, 1)
             counts = images.class_counts()
             report.counts[split] = [int(c) for c in counts]
+            report.totals[split] = len(images)
             report.sizes[split] = _size_stats(sizes)
             if images.is_labelled and split != "unlabelled":
                 empty = [splits.class_names[c] for c in np.flatnonzero(counts == 0)]
@@ -116,6 +139,8 @@ def verify_splits(
     for digest, places in seen.items():
         if len(places) < 2:
             continue
-        duplicate = Duplicate(digest, places)
+        duplicate = Duplicate(digest, [(split, image) for split, image, _ in places], [label for *_, label in places])
         (report.leaks if len(duplicate.splits) > 1 else report.repeats).append(duplicate)
+        if duplicate.conflicting:
+            report.conflicts.append(duplicate)
     return report

@@ -38,14 +38,14 @@ def ensemble_runs(run_dirs: Sequence[Path], split: str = "test", tta: Sequence[s
                 raise FgvcError(f"{run.run_dir} was evaluated on other {split} images than {first.run_dir}")
         logits = predict_logits(run.model, images, run.tta_transform(tta), run.cfg.eval.batch_size,
                                 num_workers=run.cfg.data.num_workers, tta=tta)
-        members.append({"run": str(run.run_dir), **compute_metrics(logits.softmax(-1), targets, first.class_names)})
+        members.append({"run": str(run.run_dir), **compute_metrics(logits.softmax(-1), targets, first.class_names, first.cfg.eval.top_k)})
         stacked.append(logits)
     logits = torch.stack(stacked)
     probs = logits.mean(0).softmax(-1) if combine == "logits" else logits.softmax(-1).mean(0)
     result: dict[str, Any] = {
         "split": split, "tta": list(tta), "combine": combine, "members": members,
         "members_mean": {k: sum(m[k] for m in members) / len(members) for k in headline(members[0]) if k != "n"},
-        "ensemble": compute_metrics(probs, targets, first.class_names),
+        "ensemble": compute_metrics(probs, targets, first.class_names, first.cfg.eval.top_k),
     }
     if out is not None:
         out = Path(out)

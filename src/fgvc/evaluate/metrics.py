@@ -16,8 +16,10 @@ from torchmetrics.functional.classification import (
 )
 
 
-def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
-    """top-1/top-5, macro precision/recall/F1, macro one-vs-rest AUROC, ECE, per-class accuracy, confusion.
+def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], top_k: int = 5) -> dict[str, Any]:
+    """top-1/top-k, macro precision/recall/F1, macro one-vs-rest AUROC, ECE, per-class accuracy, confusion.
+
+    top-k (``eval.top_k``) is left out when k >= the class count: it would be 1.0 by construction.
 
     Macro averages run over the classes present in ``targets`` (a class absent from the split has no
     recall to average).
@@ -26,7 +28,6 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: lis
     targets = targets.long()
     num_classes = len(class_names)
     present = torch.bincount(targets, minlength=num_classes) > 0
-    top_k = min(5, num_classes)
 
     def macro(fn) -> float:
         per_class = fn(probs, targets, num_classes=num_classes, average="none")
@@ -36,7 +37,8 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: lis
     result: dict[str, Any] = {
         "n": int(len(targets)),
         "top1": float(multiclass_accuracy(probs, targets, num_classes=num_classes, average="micro", top_k=1)),
-        f"top{top_k}": float(multiclass_accuracy(probs, targets, num_classes=num_classes, average="micro", top_k=top_k)),
+        **({f"top{top_k}": float(multiclass_accuracy(probs, targets, num_classes=num_classes, average="micro",
+                                                     top_k=top_k))} if 1 < top_k < num_classes else {}),
         "precision_macro": macro(multiclass_precision),
         "recall_macro": macro(multiclass_recall),
         "f1_macro": macro(multiclass_f1_score),

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
+from fgvc.runfolder import PREDICTION_COLUMNS, PROBABILITY_PREFIX
 
 
 class FiveCropViews:
@@ -70,8 +71,7 @@ def write_predictions_csv(path: Path, images: ImageList, probs: torch.Tensor) ->
     predicted = probs.argmax(-1)
     with Path(path).open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image", "target", "target_name", "predicted", "predicted_name", "confidence",
-                         *[f"p_{n}" for n in names]])
+        writer.writerow([*PREDICTION_COLUMNS, *[f"{PROBABILITY_PREFIX}{n}" for n in names]])
         for i in range(len(images)):
             target = int(images.labels[i])
             writer.writerow([

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -18,9 +17,9 @@ from fgvc.data.transforms import Normalization, build_transform, resolve_normali
 from fgvc.errors import FgvcError
 from fgvc.evaluate.metrics import compute_metrics
 from fgvc.evaluate.predict import predict_probs, write_predictions_csv
-from fgvc.models.factory import create_model
-from fgvc.models.heads import classifier_name, replace_classifier
-from fgvc.models.strategies import apply_strategy
+from fgvc.models.assembly import build_network
+from fgvc.models.heads import classifier_name
+from fgvc.runfolder import RunFolder, read_checkpoint
 
 
 @dataclass
@@ -46,57 +45,52 @@ class TrainedRun:
         return FiveCropViews(t.resize, t.crop, self.norm.mean, self.norm.std, interpolation)
 
 
-def build_network(cfg: ExperimentConfig, num_classes: int, pretrained: bool = True):
-    """The model of ``cfg`` with its strategy applied (LoRA wraps it); (model, weights report)."""
-    model_cfg = cfg.model if pretrained else cfg.model.model_copy(update={"pretrained": False, "pretrained_file": None})
-    model, report = create_model(model_cfg, num_classes)
-    if cfg.strategy.name == "features" and cfg.strategy.probe_head == "mlp":
-        replace_classifier(model, num_classes, hidden=[cfg.strategy.probe_hidden])
-    return apply_strategy(model, cfg.strategy), report
-
-
-def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+def checkpoint_state(path: Path, what_to_do: str = "") -> dict[str, torch.Tensor]:
     """The model tensors of a Lightning checkpoint (names without the module's ``model.`` prefix)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path, what_to_do)
     return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
 
 
-def load_trained(run_dir: Path, checkpoint: str = "best") -> TrainedRun:
+def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST) -> TrainedRun:
     """The trained model of a run folder, on the CPU, in eval mode."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise FgvcError(f"{run_dir} is not a run folder (no config.yaml); pass the folder `fgvc train` wrote")
-    cfg = load_config(config_path)
-    classes_path = run_dir / "classes.json"
-    class_names = json.loads(classes_path.read_text()) if classes_path.is_file() else None
+    folder = RunFolder(run_dir).require()
+    cfg = load_config(folder.config_file)
+    class_names = folder.class_names()
     if class_names is None:
         class_names = load_data(cfg.data).class_names
-    probe_head = run_dir / "checkpoints" / "probe_head.pt"
-    if cfg.strategy.name == "features" and probe_head.is_file():
-        return _load_probe(run_dir, cfg, class_names, probe_head)
-    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if cfg.strategy.name == "features" and folder.probe_head_file.is_file():
+        return _load_probe(folder, cfg, class_names)
+    ckpt = folder.checkpoint(checkpoint)
     if not ckpt.is_file():
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        ckpt = folder.last_checkpoint
     if not ckpt.is_file():
-        raise FgvcError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; did training finish an epoch?")
+        raise FgvcError(f"{folder.path}: no checkpoint in {folder.checkpoints}; did training finish an epoch?")
+    other = RunFolder.LAST if ckpt.stem == RunFolder.BEST else RunFolder.BEST
+    advice = (f"use the {other} checkpoint (`--checkpoint {other}` for fgvc eval) or train the run again"
+              if folder.checkpoint(other).is_file() else "train the run again")
     model, _ = build_network(cfg, len(class_names), pretrained=False)
-    state = checkpoint_state(ckpt)
+    state = checkpoint_state(ckpt, advice)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise FgvcError(f"{ckpt} does not fit the model of {config_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise FgvcError(f"{ckpt} does not fit the model of {folder.config_file}: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}; {advice}")
     model.eval()
-    return TrainedRun(run_dir, cfg, model, class_names, resolve_normalization(cfg.data.transforms, cfg.model))
+    return TrainedRun(folder.path, cfg, model, class_names, resolve_normalization(cfg.data.transforms, cfg.model))
 
 
-def _load_probe(run_dir: Path, cfg: ExperimentConfig, class_names: list[str], head_file: Path) -> TrainedRun:
+def _load_probe(folder: RunFolder, cfg: ExperimentConfig, class_names: list[str]) -> TrainedRun:
     """A cached-feature probe run: the frozen backbone rebuilt from its weights, the trained head on it."""
     torch.manual_seed(cfg.seed)  # a probe on a random backbone used the init of this seed
     model, _ = build_network(cfg, len(class_names), pretrained=True)
     head = model.get_submodule(classifier_name(model))
-    head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(folder.probe_head_file, map_location="cpu", weights_only=True)
+        head.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or mismatched: all unusable
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FgvcError(f"probe head {folder.probe_head_file} is unreadable ({reason}); train the run again") from None
     model.eval()
-    return TrainedRun(run_dir, cfg, model, class_names, resolve_normalization(cfg.data.transforms, cfg.model))
+    return TrainedRun(folder.path, cfg, model, class_names, resolve_normalization(cfg.data.transforms, cfg.model))
 
 
 def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,
@@ -111,10 +105,11 @@ def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,
         raise FgvcError(f"split {split!r} is unlabelled; use `fgvc predict` for it")
     probs = predict_probs(run.model.to(device or "cpu"), images, run.tta_transform(run.cfg.eval.tta),
                           run.cfg.eval.batch_size, num_workers=run.cfg.data.num_workers, tta=run.cfg.eval.tta)
-    metrics = compute_metrics(probs, torch.as_tensor(images.labels), run.class_names)
+    metrics = compute_metrics(probs, torch.as_tensor(images.labels), run.class_names, run.cfg.eval.top_k)
     if write:
-        (run.run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2))
-        write_predictions_csv(run.run_dir / f"predictions_{split}.csv", images, probs)
+        folder = RunFolder(run.run_dir)
+        folder.write_metrics(metrics, split)
+        write_predictions_csv(folder.predictions_file(split), images, probs)
     return metrics
 
 

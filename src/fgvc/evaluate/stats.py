@@ -37,9 +37,60 @@ class Description:
         return asdict(self)
 
 
-def describe(values: Sequence[float], confidence: float = 0.95, bootstrap: int = 0, seed: int = 0) -> Description:
+PROPORTION_WORDS = ("top", "f1", "precision", "recall", "auroc", "ece", "acc")
+NONNEGATIVE_WORDS = ("loss", "seconds")
+LOGIT_CLIP = 1e-4
+FEW_RUNS = 3
+
+
+def metric_range(metric: str) -> str:
+    """``proportion`` (in [0, 1]), ``nonnegative`` (losses, times) or ``real``: what scale its CI is built on."""
+    if any(word in metric for word in PROPORTION_WORDS):
+        return "proportion"
+    if any(word in metric for word in NONNEGATIVE_WORDS):
+        return "nonnegative"
+    return "real"
+
+
+def few_runs_warning(n: int) -> Optional[str]:
+    """A warning for summaries over fewer than 3 runs (None otherwise)."""
+    if n >= FEW_RUNS:
+        return None
+    return (f"only {n} run{'s' if n != 1 else ''}: a confidence interval over so few seeds is very wide or "
+            "undefined; use 3 or more seeds for a number to report")
+
+
+def _t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
+    mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))
+    if sem == 0:
+        return mean, mean
+    low, high = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sem)
+    return float(low), float(high)
+
+
+def _scaled_t_interval(x: np.ndarray, confidence: float, kind: str) -> tuple[float, float, str]:
+    """A t interval that stays inside the metric's range: built on the logit scale for proportions
+    (values first held inside [1e-4, 1 - 1e-4]) and on the log scale for non-negative metrics, then
+    mapped back. On those scales a mean near a bound gets the asymmetric interval it should."""
+    if kind == "proportion" and x.min() >= 0 and x.max() <= 1:
+        z = np.clip(x, LOGIT_CLIP, 1 - LOGIT_CLIP)
+        if np.ptp(z) == 0:
+            return float(x.mean()), float(x.mean()), "t"
+        low, high = _t_interval(np.log(z / (1 - z)), confidence)
+        return float(1 / (1 + math.exp(-low))), float(1 / (1 + math.exp(-high))), "t on logit scale"
+    if kind == "nonnegative" and x.min() > 0:
+        low, high = _t_interval(np.log(x), confidence)
+        return float(math.exp(low)), float(math.exp(high)), "t on log scale"
+    low, high = _t_interval(x, confidence)
+    return low, high, "t"
+
+
+def describe(values: Sequence[float], confidence: float = 0.95, bootstrap: int = 0, seed: int = 0,
+             metric: str = "") -> Description:
     """Mean, sample std/variance, min/max and a CI of the mean: Student t, or a percentile bootstrap
-    with ``bootstrap`` resamples. With one value the spread and CI are undefined (None / nan)."""
+    with ``bootstrap`` resamples. Named bounded metrics (``metric``: top1, f1, auroc, ...; losses and
+    times) get a t interval on the logit / log scale, so the CI never leaves the metric's range. With
+    one value the spread and CI are undefined (None / nan)."""
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0:
@@ -58,11 +109,7 @@ def describe(values: Sequence[float], confidence: float = 0.95, bootstrap: int =
                                          method="percentile", random_state=seed)
                 low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         else:
-            sem = std / math.sqrt(n)
-            if sem == 0:
-                low = high = mean
-            else:
-                low, high = (float(v) for v in stats.t.interval(confidence, n - 1, loc=mean, scale=sem))
+            low, high, method = _scaled_t_interval(x, confidence, metric_range(metric))
     return Description(n, mean, std, std ** 2 if n > 1 else math.nan, float(x.min()), float(x.max()),
                        low, high, confidence, method)
 

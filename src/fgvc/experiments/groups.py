@@ -15,8 +15,9 @@ from typing import Any, Callable, Optional
 
 from fgvc.config import ExperimentConfig, apply_overrides, validate_config
 from fgvc.evaluate.metrics import headline
-from fgvc.evaluate.stats import describe
+from fgvc.evaluate.stats import describe, few_runs_warning
 from fgvc.errors import FgvcError
+from fgvc.runfolder import RunFolder
 from fgvc.train.run import resume, train
 
 SPLITS = ("val", "test")
@@ -30,11 +31,11 @@ def member_config(base: ExperimentConfig, overrides: list[str]) -> ExperimentCon
 def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Reuse a finished member, resume a killed one from its last checkpoint, or train it."""
-    metrics_file = run_dir / "metrics.json"
-    if metrics_file.is_file():
+    folder = RunFolder(run_dir)
+    if folder.metrics_file.is_file():
         log(f"{run_dir.name}: finished earlier, reused")
-        return json.loads(metrics_file.read_text())
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return folder.metrics()
+    if folder.last_checkpoint.is_file():
         log(f"{run_dir.name}: resuming from its last checkpoint")
         return resume(run_dir, progress=progress).metrics
     if run_dir.exists():
@@ -61,9 +62,9 @@ def member_metrics(group_dir: Path) -> dict[str, dict[str, Any]]:
     group = read_group(group_dir)
     found = {}
     for name in group["members"]:
-        path = Path(group_dir) / name / "metrics.json"
-        if path.is_file():
-            found[name] = json.loads(path.read_text())
+        folder = RunFolder(Path(group_dir) / name)
+        if folder.metrics_file.is_file():
+            found[name] = folder.metrics()
     return found
 
 
@@ -99,10 +100,13 @@ def summarize_group(group_dir: Path, confidence: float = 0.95, bootstrap: int = 
                     per_metric.setdefault(key, []).append(float(value))
         if per_metric:
             summary["metrics"][split] = {
-                key: describe(vals, confidence, bootstrap).to_dict() for key, vals in per_metric.items()
+                key: describe(vals, confidence, bootstrap, metric=key).to_dict() for key, vals in per_metric.items()
             }
     seconds = [float(metrics[n]["train_seconds"]) for n in names if "train_seconds" in metrics[n]]
     if seconds:
-        summary["metrics"]["time"] = {"train_seconds": describe(seconds, confidence).to_dict()}
+        summary["metrics"]["time"] = {"train_seconds": describe(seconds, confidence, metric="train_seconds").to_dict()}
+    warning = few_runs_warning(len(names))
+    if warning:
+        summary["warning"] = warning
     (Path(group_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 from fgvc.config import load_config
 from fgvc.data import load_data
 from fgvc.errors import FgvcError
-from fgvc.evaluate.runs import build_network
+from fgvc.models.assembly import build_network
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.groups import member_metrics
 from fgvc.experiments.repeat import repeat

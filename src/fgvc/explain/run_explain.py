@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -21,7 +22,8 @@ from fgvc.errors import FgvcError  # noqa: E402
 from fgvc.evaluate.runs import TrainedRun, load_trained  # noqa: E402
 from fgvc.explain.attention import attention_rollout, last_layer_attention  # noqa: E402
 from fgvc.explain.cam import METHODS as CAM_METHODS  # noqa: E402
-from fgvc.explain.cam import class_activation_maps  # noqa: E402
+from fgvc.explain.cam import class_activation_maps, is_vit  # noqa: E402
+from fgvc.runfolder import Prediction, RunFolder  # noqa: E402
 
 METHODS = (*CAM_METHODS, "rollout", "attention")
 
@@ -55,6 +57,18 @@ def _denormalize(batch: torch.Tensor, run: TrainedRun) -> np.ndarray:
     return (batch * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
+def choose_method(run: TrainedRun, method: Optional[str]) -> str:
+    """``method`` checked against the run's architecture; None picks one: attention maps for a ViT,
+    Grad-CAM for everything else (a CNN such as EfficientNet, whose ``.blocks`` are convolutions)."""
+    if method is None:
+        return "attention" if is_vit(run.model) else "gradcam"
+    if method not in METHODS:
+        raise FgvcError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    if method in ("rollout", "attention") and not is_vit(run.model):
+        raise FgvcError(f"--method {method} needs a ViT; {run.cfg.model.name} is not one: use one of {list(CAM_METHODS)}")
+    return method
+
+
 def maps_for(run: TrainedRun, batch: torch.Tensor, method: str) -> np.ndarray:
     if method in CAM_METHODS:
         return class_activation_maps(run.model, batch, method)
@@ -65,19 +79,31 @@ def maps_for(run: TrainedRun, batch: torch.Tensor, method: str) -> np.ndarray:
     raise FgvcError(f"unknown method {method!r}; choose from {list(METHODS)}")
 
 
-def explain_images(run_dir: Path, images: Sequence[Path], method: str = "gradcam", out: Optional[Path] = None,
-                   true_labels: Optional[dict[str, int]] = None) -> list[Explanation]:
+def explain_images(run_dir: Path, images: Sequence[Path], method: Optional[str] = None, out: Optional[Path] = None,
+                   true_labels: Optional[dict[str, int]] = None, run: Optional[TrainedRun] = None) -> list[Explanation]:
     """One overlay PNG per image (at the model's input size), named <stem>_<method>.png, plus
     explanations.csv with the predicted class, its probability and the true class when known (from
-    ``true_labels`` or a parent folder named like a class)."""
+    ``true_labels`` or a parent folder named like a class). ``method`` None: chosen by architecture.
+    On failure no new (empty or partial) output folder is left behind."""
+    run = run or load_trained(Path(run_dir))
+    method = choose_method(run, method)
+    files = _collect(images)
+    out = Path(out or RunFolder(run_dir).explain_dir)
+    created = not out.exists()
+    try:
+        return _explain(run, files, method, out, true_labels)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _explain(run: TrainedRun, files: list[Path], method: str, out: Path,
+             true_labels: Optional[dict[str, int]]) -> list[Explanation]:
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    run = load_trained(Path(run_dir))
-    out = Path(out or Path(run_dir) / "explain")
-    out.mkdir(parents=True, exist_ok=True)
     transform = run.eval_transform
-    files = _collect(images)
-    results = []
+    results, overlays = [], []
     for start in range(0, len(files), 16):
         chunk = files[start:start + 16]
         batch = torch.stack([transform(decode_image(read_bytes(f), str(f))) for f in chunk])
@@ -86,15 +112,16 @@ def explain_images(run_dir: Path, images: Sequence[Path], method: str = "gradcam
         maps = maps_for(run, batch, method)
         pictures = _denormalize(batch, run)
         for file, picture, heat, p in zip(chunk, pictures, maps, probs):
-            overlay = show_cam_on_image(picture.astype(np.float32), heat, use_rgb=True)
-            path = out / f"{file.stem}_{method}.png"
-            Image.fromarray(overlay).save(path)
+            overlays.append(show_cam_on_image(picture.astype(np.float32), heat, use_rgb=True))
             label = (true_labels or {}).get(str(file))
             if label is None and file.parent.name in run.class_names:
                 label = run.class_names.index(file.parent.name)
-            results.append(Explanation(str(file), path, run.class_names[int(p.argmax())], float(p.max()),
-                                       run.class_names[label] if label is not None else None))
-    with (out / "explanations.csv").open("w", newline="") as handle:
+            results.append(Explanation(str(file), out / f"{file.stem}_{method}.png", run.class_names[int(p.argmax())],
+                                       float(p.max()), run.class_names[label] if label is not None else None))
+    out.mkdir(parents=True, exist_ok=True)  # only once every map is made
+    for e, overlay in zip(results, overlays):
+        Image.fromarray(overlay).save(e.overlay)
+    with (out / RunFolder.EXPLANATIONS).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "overlay", "predicted", "probability", "true"])
         for e in results:
@@ -102,23 +129,34 @@ def explain_images(run_dir: Path, images: Sequence[Path], method: str = "gradcam
     return results
 
 
+def spread_over_classes(rows: Sequence[Prediction], count: int) -> list[Prediction]:
+    """Up to ``count`` rows taken round-robin over their true classes (in class order), so a gallery
+    shows many classes rather than the first rows of one."""
+    by_class: dict[int, list[Prediction]] = {}
+    for row in rows:
+        by_class.setdefault(row.target, []).append(row)
+    queues = [by_class[c] for c in sorted(by_class)]
+    chosen: list[Prediction] = []
+    depth = 0
+    while len(chosen) < count and any(depth < len(q) for q in queues):
+        chosen += [q[depth] for q in queues if depth < len(q)][: count - len(chosen)]
+        depth += 1
+    return chosen
+
+
 def gallery(run_dir: Path, method: Optional[str] = None, per_kind: int = 4) -> Path:
-    """explain/gallery.png: explanations of test images the model got right and wrong (for the report)."""
-    run_dir = Path(run_dir)
-    predictions = run_dir / "predictions_test.csv"
-    if not predictions.is_file():
-        raise FgvcError(f"{run_dir} has no predictions_test.csv; train or `fgvc eval` it first")
-    with predictions.open() as handle:
-        rows = list(csv.DictReader(handle))
-    right = [r for r in rows if r["target"] == r["predicted"]][:per_kind]
-    wrong = [r for r in rows if r["target"] != r["predicted"]][:per_kind]
-    chosen = [r for r in right + wrong if Path(r["image"]).is_file()]
-    if not chosen:
+    """explain/gallery.png: explanations of test images the model got right and wrong (for the report),
+    spread over the classes. ``method`` None: chosen by architecture."""
+    folder = RunFolder(run_dir)
+    rows = [r for r in folder.predictions("test") if Path(r.image).is_file()]
+    if not rows:
         raise FgvcError("no test images on disk to explain (in-memory data sets have no files)")
-    run = load_trained(run_dir)
-    method = method or ("attention" if hasattr(run.model, "blocks") else "gradcam")
-    found = explain_images(run_dir, [Path(r["image"]) for r in chosen], method, run_dir / "explain",
-                           true_labels={r["image"]: int(r["target"]) for r in chosen})
+    chosen = (spread_over_classes([r for r in rows if r.right], per_kind)
+              + spread_over_classes([r for r in rows if not r.right], per_kind))
+    run = load_trained(folder.path)
+    method = choose_method(run, method)
+    found = explain_images(folder.path, [Path(r.image) for r in chosen], method, folder.explain_dir,
+                           true_labels={r.image: r.target for r in chosen}, run=run)
     columns = min(4, len(found))
     lines = math.ceil(len(found) / columns)
     figure, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 2.9 * lines), squeeze=False)
@@ -130,7 +168,6 @@ def gallery(run_dir: Path, method: Optional[str] = None, per_kind: int = 4) -> P
         axis.set_title(f"[{mark}] true {e.true}\npred {e.predicted} ({e.probability:.2f})", fontsize=7)
     figure.suptitle(f"{method}", fontsize=9)
     figure.tight_layout()
-    path = run_dir / "explain" / "gallery.png"
-    figure.savefig(path, dpi=100)
+    figure.savefig(folder.gallery_file, dpi=100)
     plt.close(figure)
-    return path
+    return folder.gallery_file

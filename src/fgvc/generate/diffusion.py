@@ -45,7 +45,7 @@ class ConditionalDiffusion(L.LightningModule):
         noisy = self.noise_scheduler.add_noise(images, noise, steps)
         loss = F.mse_loss(self.unet(noisy, steps, class_labels=labels).sample, noise)
         if not torch.isfinite(loss):
-            from fgvc.train.module import NonFiniteLossError
+            from fgvc.errors import NonFiniteLossError
 
             raise NonFiniteLossError(f"diffusion loss is not finite at epoch {self.current_epoch}, batch {batch_idx}")
         self.log("diffusion/loss", loss, on_epoch=True, on_step=False, prog_bar=True)

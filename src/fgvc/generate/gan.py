@@ -125,7 +125,7 @@ class ConditionalGAN(L.LightningModule):
         self.manual_backward(g_loss)
         opt_g.step()
         if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
-            from fgvc.train.module import NonFiniteLossError
+            from fgvc.errors import NonFiniteLossError
 
             raise NonFiniteLossError(f"GAN loss is not finite at epoch {self.current_epoch}, batch {batch_idx}")
         self.log_dict({"gan/d_loss": d_loss, "gan/g_loss": g_loss}, on_epoch=True, on_step=False, prog_bar=True)

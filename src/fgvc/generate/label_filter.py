@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from fgvc.data.sources.synthetic import load_synthetic
-from fgvc.evaluate.predict import predict_probs
-from fgvc.evaluate.runs import load_trained
+from fgvc.api import load_run, predict
 from fgvc.generate.writer import MANIFEST
 
 
 def filter_synthetic(run_dir: Path, synthetic_dir: Path, out: Path, threshold: float = 0.5) -> dict:
     """Copy the images that pass into OUT (with their manifest rows, confidence = the classifier's
     probability of the intended label); returns the kept fraction per class."""
-    run = load_trained(Path(run_dir))
+    run = load_run(run_dir)
     images = load_synthetic(Path(synthetic_dir), run.class_names)
-    probs = predict_probs(run.model, images, run.eval_transform, run.cfg.eval.batch_size).numpy()
+    probs = predict(run, images).numpy()
     intended = probs[np.arange(len(images)), images.labels]
     keep = (probs.argmax(1) == images.labels) & (intended >= threshold)
     with (Path(synthetic_dir) / MANIFEST).open(newline="") as handle:

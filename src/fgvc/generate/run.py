@@ -20,8 +20,8 @@ from fgvc.data.datamodule import EpochSampler, SeededImageDataset
 from fgvc.errors import FgvcError
 from fgvc.generate.gan import ConditionalGAN
 from fgvc.generate.writer import SyntheticImage, write_synthetic
-from fgvc.train.callbacks import EpochReseed, EpochSummary
-from fgvc.train.run import new_run_dir, quiet_lightning
+from fgvc.api import RunFolder, quiet_lightning, read_checkpoint, run_callbacks
+from fgvc.runfolder import checkpoint_start_epoch
 
 
 KINDS = ("gan", "diffusion")
@@ -55,47 +55,58 @@ def train_generator(cfg: ExperimentConfig, kind: str = "gan", run_dir: Optional[
                     progress: bool = True) -> Path:
     """Train a class-conditional generator (``gan`` or ``diffusion``) on the real training split."""
     quiet_lightning()
-    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise FgvcError(f"cannot resume {run_dir}: no checkpoints/last.ckpt")
+    folder = RunFolder(run_dir) if run_dir else None
+    start_epoch = 0
+    if resume:
+        folder = folder.require()
+        if not folder.last_checkpoint.is_file():
+            raise FgvcError(f"cannot resume {folder.path}: no checkpoints/last.ckpt")
+        start_epoch = checkpoint_start_epoch(read_checkpoint(folder.last_checkpoint, "start the run again"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = load_data(cfg.data.model_copy(update={"synthetic": None}))  # a GAN learns from real images only
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    (run_dir / "classes.json").write_text(json.dumps(splits.class_names, indent=1))
-    (run_dir / "generator.json").write_text(json.dumps({"kind": kind}))
+    folder = folder or RunFolder.claim(cfg.run_dir)
+    if not resume:
+        folder.write_header(cfg.to_yaml(), splits.class_names)
+        folder.generator_file.write_text(json.dumps({"kind": kind}))
     dataset = SeededImageDataset(splits.train, generator_transform(cfg, kind), cfg.seed)
+    sampler = EpochSampler(len(dataset), cfg.seed, shuffle=True)
+    sampler.set_epoch(start_epoch)  # see FgvcDataModule: a resumed fit's first iterator is made before set_epoch
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, drop_last=len(dataset) > cfg.train.batch_size,
-                                         sampler=EpochSampler(len(dataset), cfg.seed, shuffle=True),
-                                         num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
-    module = _module(kind, cfg, splits.num_classes, run_dir / "samples")
+                                         sampler=sampler, num_workers=cfg.data.num_workers,
+                                         persistent_workers=cfg.data.num_workers > 0)
+    module = _module(kind, cfg, splits.num_classes, folder.samples_dir)
     accelerator = "gpu" if cfg.train.accelerator == "cuda" else cfg.train.accelerator
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs, accelerator=accelerator, devices=1, precision=cfg.train.precision, logger=False,
         enable_model_summary=False, enable_progress_bar=progress, limit_train_batches=cfg.train.limit_train_batches,
-        use_distributed_sampler=False, default_root_dir=run_dir,
-        callbacks=[EpochReseed(cfg.seed), EpochSummary(run_dir / "history.csv"),
-                   L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True)],
+        use_distributed_sampler=False, default_root_dir=folder.path,
+        callbacks=run_callbacks(cfg.seed, folder) + [
+            L.pytorch.callbacks.ModelCheckpoint(dirpath=folder.checkpoints, save_top_k=0, save_last=True)],
     )
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume else None)
-    return run_dir
+    with folder.exclusive():
+        folder.set_status("running")
+        try:
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=str(folder.last_checkpoint) if resume else None)
+        except BaseException as exc:
+            folder.set_status("failed", str(exc) or type(exc).__name__)
+            raise
+        folder.set_status("finished")
+    return folder.path
 
 
 def load_generator(run_dir: Path):
     """(module, class names, checkpoint path, kind) of a generator run folder."""
-    run_dir = Path(run_dir)
-    info = run_dir / "generator.json"
-    if not info.is_file():
+    folder = RunFolder(run_dir)
+    if not folder.generator_file.is_file():
         raise FgvcError(f"{run_dir} is not a generator run (no generator.json); train one with `fgvc gan train`")
-    kind = json.loads(info.read_text())["kind"]
-    cfg = load_config(run_dir / "config.yaml")
-    classes = json.loads((run_dir / "classes.json").read_text())
-    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    kind = json.loads(folder.generator_file.read_text())["kind"]
+    cfg = load_config(folder.config_file)
+    classes = folder.class_names()
+    checkpoint = folder.last_checkpoint
     if not checkpoint.is_file():
         raise FgvcError(f"{run_dir}: no checkpoints/last.ckpt; train it with `fgvc {kind} train`")
     module = _module(kind, cfg, len(classes))
-    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    module.load_state_dict(read_checkpoint(checkpoint, f"train the generator again with `fgvc {kind} train`")["state_dict"])
     return module.eval(), classes, checkpoint, kind
 
 

@@ -148,6 +148,16 @@ def frozen_norms(model: nn.Module) -> list[nn.Module]:
     return found
 
 
+def set_norm_modes(model: nn.Module) -> list[nn.Module]:
+    """Frozen BatchNorm layers to eval mode, trainable ones to train mode; returns the frozen ones."""
+    frozen = frozen_norms(model)
+    frozen_ids = {id(m) for m in frozen}
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.train(id(module) not in frozen_ids)
+    return frozen
+
+
 def keep_frozen_norms_in_eval(model: nn.Module) -> None:
     """Put the frozen BatchNorm layers of ``model`` into eval mode."""
     for module in frozen_norms(model):

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
-from timm.models import register_model
+from timm.layers import DropPath, resample_abs_pos_embed
+from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
 
@@ -35,6 +35,7 @@ class ViTConfig:
     attn_dropout: float = 0.1  # dropout on the attention probabilities
     init_std: float = 0.02
     qkv_bias: bool = True
+    drop_path: float = 0.0  # stochastic depth: the last block's rate, rising linearly from 0 in the first
 
 
 class Attention(nn.Module):
@@ -78,20 +79,22 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: normalising before each sub-layer keeps deep stacks trainable."""
 
-    def __init__(self, cfg: ViTConfig):
+    def __init__(self, cfg: ViTConfig, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.dim)
         self.attn = Attention(cfg)
         self.norm2 = nn.LayerNorm(cfg.dim)
         self.mlp = MLP(cfg)
+        # stochastic depth: in training, drop a sub-layer's residual branch for whole samples
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         if return_attention:
             out, probs = self.attn(self.norm1(x), return_attention=True)
-            x = x + out
-            return x + self.mlp(self.norm2(x)), probs
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+            x = x + self.drop_path(out)
+            return x + self.drop_path(self.mlp(self.norm2(x))), probs
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class PatchEmbed(nn.Module):
@@ -117,13 +120,14 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, cfg.dim))
         self.pos_drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
+        rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist() if cfg.depth > 1 else [cfg.drop_path]
+        self.blocks = nn.ModuleList([Block(cfg, rate) for rate in rates])
         self.norm = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.num_classes) if cfg.num_classes else nn.Identity()
         self.num_features = cfg.dim
         # timm conventions: where the classifier is, what normalisation the (absent) weights expect
-        self.pretrained_cfg = {"classifier": "head", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-                               "num_classes": cfg.num_classes, "input_size": (3, cfg.img_size, cfg.img_size)}
+        self.pretrained_cfg = {**PRETRAINED_CFG, "num_classes": cfg.num_classes,
+                               "input_size": (3, cfg.img_size, cfg.img_size)}
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -187,13 +191,24 @@ class VisionTransformer(nn.Module):
 def _create(defaults: dict, pretrained: bool = False, **kwargs) -> VisionTransformer:
     if pretrained:
         raise ValueError("fgvc's ViTs have no published weights; train from scratch or set model.pretrained_file")
-    renames = {"drop_rate": "dropout", "attn_drop_rate": "attn_dropout", "embed_dim": "dim"}
+    renames = {"drop_rate": "dropout", "attn_drop_rate": "attn_dropout", "embed_dim": "dim",
+               "drop_path_rate": "drop_path"}
     options = dict(defaults)
     for key, value in kwargs.items():
-        if key in ("drop_path_rate", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir") or value is None:
+        if key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir") or value is None:
             continue
         options[renames.get(key, key)] = value
     return VisionTransformer(ViTConfig(**options))
+
+
+# Registered beside the models, as timm does, so normalisation and input size resolve like any
+# timm model's (the ViTs are trained from scratch with inputs scaled to [-1, 1]).
+PRETRAINED_CFG = {"classifier": "head", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "interpolation": "bilinear",
+                  "crop_pct": 1.0, "first_conv": "patch_embed.proj"}
+default_cfgs = generate_default_cfgs({
+    "fgvc_vit_cifar": {**PRETRAINED_CFG, "input_size": (3, 32, 32), "num_classes": 10},
+    "fgvc_vit_tiny": {**PRETRAINED_CFG, "input_size": (3, 28, 28), "num_classes": 10},
+})
 
 
 @register_model

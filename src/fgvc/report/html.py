@@ -8,7 +8,6 @@ the members, and a table of the members with links to their own reports.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fgvc.report.plots import top_confusions
+from fgvc.runfolder import RunFolder
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
@@ -23,7 +23,7 @@ h1{font-size:1.6rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid
 table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.8rem;max-height:30rem}
-img{max-width:100%} .muted{color:#777}
+img{max-width:100%} .muted{color:#777} .warning{color:#a05a00}
 """
 
 
@@ -57,18 +57,17 @@ def _misclassified_grid(run_dir: Path, count: int = 16, tile: int = 128) -> Opti
     true -> predicted (confidence). Drawn with PIL: a report per run must stay cheap."""
     from PIL import Image, ImageDraw
 
-    predictions = run_dir / "predictions_test.csv"
-    if not predictions.is_file():
+    folder = RunFolder(run_dir)
+    if not folder.predictions_file("test").is_file():
         return None
-    with predictions.open() as handle:
-        wrong = [r for r in csv.DictReader(handle) if r["target"] != r["predicted"]]
+    wrong = [r for r in folder.predictions("test") if not r.right]
     if not wrong:
         return None
-    wrong = sorted(wrong, key=lambda r: -float(r["confidence"]))[:count]
+    wrong = sorted(wrong, key=lambda r: -r.confidence)[:count]
     from fgvc.config import load_config
     from fgvc.data import load_data
 
-    test = load_data(load_config(run_dir / "config.yaml").data).test
+    test = load_data(load_config(folder.config_file).data).test
     index = {test.key(i): i for i in range(len(test))}
     columns = min(8, len(wrong))
     rows = -(-len(wrong) // columns)
@@ -77,13 +76,12 @@ def _misclassified_grid(run_dir: Path, count: int = 16, tile: int = 128) -> Opti
     draw = ImageDraw.Draw(sheet)
     for n, row in enumerate(wrong):
         x, y = (n % columns) * tile, (n // columns) * (tile + caption)
-        if row["image"] in index:
-            picture = test.load(index[row["image"]])
+        if row.image in index:
+            picture = test.load(index[row.image])
             picture.thumbnail((tile - 4, tile - 4))
             sheet.paste(picture, (x + (tile - picture.width) // 2, y + (tile - picture.height) // 2))
-        draw.text((x + 3, y + tile), f"{row['target_name'][:20]}", fill=(0, 110, 0))
-        draw.text((x + 3, y + tile + 13), f"-> {row['predicted_name'][:16]} {float(row['confidence']):.2f}",
-                  fill=(180, 0, 0))
+        draw.text((x + 3, y + tile), f"{row.target_name[:20]}", fill=(0, 110, 0))
+        draw.text((x + 3, y + tile + 13), f"-> {row.predicted_name[:16]} {row.confidence:.2f}", fill=(180, 0, 0))
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -94,20 +92,21 @@ def finish_run_folder(run_dir: Path, metrics: dict[str, Any], class_names: list[
     report.html."""
     from fgvc.report.plots import plot_confusion_matrix, plot_learning_curves
 
-    run_dir = Path(run_dir)
-    if (run_dir / "history.csv").is_file():
-        plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
+    folder = RunFolder(run_dir)
+    if folder.history_file.is_file():
+        plot_learning_curves(folder.history_file, folder.learning_curves)
     final = "test" if "test" in metrics else ("val" if "val" in metrics else None)
     if final:
-        plot_confusion_matrix(metrics[final]["confusion_matrix"], class_names, run_dir / "confusion_matrix.png")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return run_report(run_dir)
+        plot_confusion_matrix(metrics[final]["confusion_matrix"], class_names, folder.confusion_matrix)
+    folder.write_metrics(metrics)
+    return run_report(folder.path)
 
 
 def run_report(run_dir: Path) -> Path:
     """Write RUN_DIR/report.html and return its path."""
-    run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    folder = RunFolder(run_dir)
+    run_dir = folder.path
+    metrics = folder.metrics()
     parts = [f"<p class='muted'>{html.escape(str(run_dir))}</p>"]
     splits = [s for s in ("val", "test") if s in metrics]
     if splits:
@@ -120,25 +119,24 @@ def run_report(run_dir: Path) -> Path:
                                                 f"{metrics.get('parameters', {}).get('total', '?'):,}"],
              ["weights", metrics.get("weights") or "-"]]
     parts.append(_table(["run", ""], extra))
-    parts.append("<h2>Learning curves</h2>" + _img_file(run_dir / "learning_curves.png", "learning curves"))
-    parts.append("<h2>Confusion matrix</h2>" + _img_file(run_dir / "confusion_matrix.png", "confusion matrix"))
+    parts.append("<h2>Learning curves</h2>" + _img_file(folder.learning_curves, "learning curves"))
+    parts.append("<h2>Confusion matrix</h2>" + _img_file(folder.confusion_matrix, "confusion matrix"))
     final = "test" if "test" in metrics else ("val" if "val" in metrics else None)
     if final:
         per_class = sorted(metrics[final]["per_class_accuracy"].items(), key=lambda kv: kv[1])
         parts.append(f"<h2>Per-class accuracy ({final}, worst first)</h2>" + _table(["class", "accuracy"], per_class))
-        names = json.loads((run_dir / "classes.json").read_text())
+        names = folder.class_names()
         pairs = top_confusions(metrics[final]["confusion_matrix"], names, 15)
         parts.append("<h2>Most confused pairs</h2>" + (_table(["true", "predicted as", "count"], pairs)
                                                          if pairs else "<p>none</p>"))
     grid = _misclassified_grid(run_dir)
     if grid:
         parts.append("<h2>Misclassified test images (most confident first)</h2>" + _img(grid, "misclassified"))
-    gallery = run_dir / "explain" / "gallery.png"
-    if gallery.is_file():
-        parts.append("<h2>What the model looks at</h2>" + _img_file(gallery, "explanations"))
-    config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    if folder.gallery_file.is_file():
+        parts.append("<h2>What the model looks at</h2>" + _img_file(folder.gallery_file, "explanations"))
+    config = folder.config_file.read_text() if folder.config_file.is_file() else ""
     parts.append(f"<h2>Config</h2><pre>{html.escape(config)}</pre>")
-    out = run_dir / "report.html"
+    out = folder.report_file
     out.write_text(_page(f"fgvc run: {run_dir.name}", "".join(parts)))
     return out
 
@@ -150,26 +148,28 @@ def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
     summary = json.loads((group_dir / "summary.json").read_text())
     parts = [f"<p class='muted'>{html.escape(str(group_dir))}: {summary['kind']} over "
              f"{len(summary['members'])} runs</p>"]
+    if summary.get("warning"):
+        parts.append(f"<p class='warning'><b>warning:</b> {html.escape(summary['warning'])}</p>")
     for split, table in summary["metrics"].items():
         rows = []
         for metric, d in table.items():
             ci = f"[{d['ci_low']:.4f}, {d['ci_high']:.4f}]" if d.get("ci_low") is not None else "-"
-            rows.append([metric, d["mean"], d["std"], ci, d["min"], d["max"], d["n"]])
+            rows.append([metric, d["mean"], d["std"], ci, d["min"], d["max"], d["n"], d.get("method", "t")])
         parts.append(f"<h2>{html.escape(split)}: mean and {int(100 * next(iter(table.values()))['confidence'])}% CI</h2>"
-                     + _table(["metric", "mean", "std", "CI", "min", "max", "n"], rows))
+                     + _table(["metric", "mean", "std", "CI", "min", "max", "n", "CI method"], rows))
     member_rows = []
     for name in summary["members"]:
-        member = group_dir / name
-        metrics = json.loads((member / "metrics.json").read_text())
-        if rebuild_members or not (member / "report.html").is_file():
-            run_report(member)
+        member = RunFolder(group_dir / name)
+        metrics = member.metrics()
+        if rebuild_members or not member.report_file.is_file():
+            run_report(member.path)
         test = metrics.get("test", metrics.get("val", {}))
         member_rows.append(f"<tr><td><a href='{html.escape(name)}/report.html'>{html.escape(name)}</a></td>"
                            f"<td>{summary['keys'].get(name, '')}</td><td>{_fmt(test.get('top1', ''))}</td>"
                            f"<td>{_fmt(test.get('f1_macro', ''))}</td><td>{_fmt(metrics.get('train_seconds', ''))}</td></tr>")
     parts.append("<h2>Members</h2><table><tr><th>run</th><th>seed / fold</th><th>top1</th><th>f1_macro</th>"
                  "<th>train seconds</th></tr>" + "".join(member_rows) + "</table>")
-    out = group_dir / "report.html"
+    out = group_dir / RunFolder.REPORT
     out.write_text(_page(f"fgvc group: {group_dir.name}", "".join(parts)))
     return out
 
@@ -179,7 +179,7 @@ def build_report(path: Path) -> Path:
     path = Path(path)
     if (path / "summary.json").is_file():
         return group_report(path, rebuild_members=True)
-    if (path / "metrics.json").is_file():
+    if RunFolder(path).metrics_file.is_file():
         return run_report(path)
     from fgvc.errors import FgvcError
 

@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from rich.console import Console
 
 from fgvc.data.datamodule import mix_seed, seed_everything_quietly
+from fgvc.errors import NonFiniteLossError
 from fgvc.models.strategies import count_parameters, unfreeze_stage_for_epoch
 
 
@@ -24,15 +26,31 @@ class EpochReseed(L.Callback):
 
 
 class FiniteLossGuard(L.Callback):
-    """Checks for a recorded NaN/inf loss before anything is checkpointed (Lightning runs checkpoint
-    callbacks last), so last.ckpt always holds the last good weights."""
+    """Stops the run before a non-finite state is checkpointed (Lightning runs checkpoint callbacks
+    last): a NaN/inf training loss, NaN/inf weights, or a NaN/inf validation loss. So last.ckpt, when
+    there is one, holds finite weights with a finite validation loss."""
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
             pl_module.raise_if_nonfinite()
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        self._check_weights(trainer, pl_module)
+        val_loss = trainer.callback_metrics.get("val/loss")
+        if val_loss is not None and not torch.isfinite(val_loss).all():
+            raise NonFiniteLossError(f"validation loss is {float(val_loss)} after epoch {trainer.current_epoch}")
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         pl_module.raise_if_nonfinite()
+        self._check_weights(trainer, pl_module)
+
+    @staticmethod
+    def _check_weights(trainer, pl_module) -> None:
+        bad = pl_module.nonfinite_parameters()
+        if bad:
+            raise NonFiniteLossError(f"weights became nan or inf in epoch {trainer.current_epoch} ({', '.join(bad)})")
 
 
 class GradualUnfreeze(L.Callback):

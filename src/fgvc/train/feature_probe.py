@@ -8,11 +8,10 @@ The trained head is put back on the backbone, so the run folder is an ordinary o
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -21,14 +20,17 @@ from torch import nn
 from fgvc.config import ExperimentConfig
 from fgvc.data import load_data
 from fgvc.data.transforms import build_transform, resolve_normalization
+from fgvc.errors import ConfigError
 from fgvc.evaluate.metrics import compute_metrics
 from fgvc.evaluate.predict import write_predictions_csv
-from fgvc.evaluate.runs import build_network
+from fgvc.models.assembly import build_network
 from fgvc.models.heads import classifier_name, mlp_head
 from fgvc.models.strategies import count_parameters
 from fgvc.report.html import finish_run_folder
+from fgvc.runfolder import RunFolder
 from fgvc.train.feature_cache import FeatureCache, cache_key, extract_features
 from fgvc.train.losses import build_loss
+from fgvc.train.optim import build_optimizer
 
 
 def _head_module(cfg: ExperimentConfig, dim: int, classes: int) -> nn.Module:
@@ -48,10 +50,10 @@ def train_head(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes:
         return _logistic_regression(cfg, x, y, classes), []
     head = _head_module(cfg, x.shape[1], classes)
     loss_fn = build_loss(cfg.loss, np.bincount(y.numpy(), minlength=classes))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = build_optimizer([{"params": list(head.parameters()), "lr": cfg.optim.lr,
+                                  "weight_decay": cfg.optim.weight_decay}], cfg.optim)
     steps_per_epoch = math.ceil(len(x) / cfg.train.batch_size)
-    total = cfg.train.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, probe_lr_factor(cfg, steps_per_epoch))
     history = []
     for epoch in range(cfg.train.epochs):
         head.train()
@@ -74,6 +76,31 @@ def train_head(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes:
             row["val/top1"] = float((logits.argmax(1) == val[1]).float().mean())
         history.append(row)
     return head.eval(), history
+
+
+PROBE_SCHEDULES = ("none", "cosine")
+
+
+def probe_lr_factor(cfg: ExperimentConfig, steps_per_epoch: int):
+    """lr multiplier per step for the probe head: linear warmup (``schedule.warmup_epochs`` from
+    ``warmup_lr_init``), then constant (``none``) or cosine down to ``min_lr``."""
+    schedule = cfg.schedule
+    if schedule.name not in PROBE_SCHEDULES:
+        raise ConfigError(f"schedule.name {schedule.name!r} is not supported by strategy.name=features; "
+                          f"use one of {list(PROBE_SCHEDULES)}")
+    total = max(1, cfg.train.epochs * steps_per_epoch)
+    warmup = int(round(schedule.warmup_epochs * steps_per_epoch))
+    start, floor = schedule.warmup_lr_init / cfg.optim.lr, schedule.min_lr / cfg.optim.lr
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return start + (1 - start) * step / warmup
+        if schedule.name == "none":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes: int) -> nn.Module:
@@ -100,9 +127,6 @@ def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor
     return head
 
 
-HEAD_FILE = "probe_head.pt"
-
-
 def backbone_network(cfg: ExperimentConfig, num_classes: int):
     """The frozen network of a probe run: pretrained weights, or the random init of ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
@@ -113,13 +137,27 @@ def _head_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.get_submodule(classifier_name(model)).parameters())
 
 
-def train_feature_probe(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    """One run of the cached-feature probe; writes an ordinary run folder and returns its metrics."""
+def train_feature_probe(cfg: ExperimentConfig, folder: Optional[RunFolder] = None) -> tuple[Path, dict[str, Any]]:
+    """One run of the cached-feature probe; writes an ordinary run folder (claimed after the data and
+    the schedule are checked, unless ``folder`` is given); returns (run folder, metrics)."""
     started = time.perf_counter()
     splits = load_data(cfg.data)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    (run_dir / "classes.json").write_text(json.dumps(splits.class_names, indent=1))
+    probe_lr_factor(cfg, 1)  # an unsupported schedule fails before a folder is claimed
+    folder = folder or RunFolder.claim(cfg.run_dir)
+    with folder.exclusive():
+        folder.set_status("running")
+        try:
+            metrics = _probe(cfg, folder, splits, started)
+        except BaseException as exc:
+            folder.set_status("failed", str(exc) or type(exc).__name__)
+            raise
+        folder.set_status("finished")
+    return folder.path, metrics
+
+
+def _probe(cfg: ExperimentConfig, folder: RunFolder, splits, started: float) -> dict[str, Any]:
+    run_dir = folder.path
+    folder.write_header(cfg.to_yaml(), splits.class_names)
     norm = resolve_normalization(cfg.data.transforms, cfg.model)
     plain = build_transform(cfg.data.transforms, norm, train=False)
     augmented = build_transform(cfg.data.transforms, norm, train=True)
@@ -153,8 +191,8 @@ def train_feature_probe(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
 
     # Only the head is saved: the frozen backbone is rebuilt from the config's weights (the cache key
     # names them), so eval / predict / ensemble / report load this run like any other.
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
-    torch.save(head.state_dict(), run_dir / "checkpoints" / HEAD_FILE)
+    folder.checkpoints.mkdir(exist_ok=True)
+    torch.save(head.state_dict(), folder.probe_head_file)
     head_params = sum(p.numel() for p in head.parameters())
     report = built.get("report")
     metrics: dict[str, Any] = {"run_dir": str(run_dir), "seed": cfg.seed, "epochs": cfg.train.epochs,
@@ -164,14 +202,14 @@ def train_feature_probe(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     for split, (x, y) in evaluated.items():
         with torch.no_grad():
             probs = head(x).softmax(-1)
-        metrics[split] = compute_metrics(probs, y, splits.class_names)
-        (run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics[split], indent=2))
-        write_predictions_csv(run_dir / f"predictions_{split}.csv", getattr(splits, split), probs)
+        metrics[split] = compute_metrics(probs, y, splits.class_names, cfg.eval.top_k)
+        folder.write_metrics(metrics[split], split)
+        write_predictions_csv(folder.predictions_file(split), getattr(splits, split), probs)
     metrics["train_seconds"] = round(time.perf_counter() - started, 3)
     if history:
         import csv
 
-        with (run_dir / "history.csv").open("w", newline="") as handle:
+        with folder.history_file.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(history[-1]))
             writer.writeheader()
             writer.writerows(history)

@@ -12,14 +12,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from fgvc.config import ExperimentConfig
-from fgvc.errors import FgvcError
-from fgvc.models.strategies import frozen_norms
+from fgvc.errors import NonFiniteLossError
+from fgvc.models.strategies import set_norm_modes
 from fgvc.train.losses import build_loss
 from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
-
-
-class NonFiniteLossError(FgvcError):
-    """The training loss became NaN or infinite."""
 
 
 def weight_penalty(model: nn.Module, l1: float, p, weight: float) -> torch.Tensor:
@@ -38,16 +34,13 @@ def weight_penalty(model: nn.Module, l1: float, p, weight: float) -> torch.Tenso
     return total
 
 
-def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    top_k = min(5, num_classes)
-    return MetricCollection(
-        {
-            "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            f"top{top_k}": MulticlassAccuracy(num_classes, top_k=top_k, average="micro"),
-            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-        },
-        prefix=prefix,
-    )
+def classification_metrics(num_classes: int, prefix: str, top_k: int = 5) -> MetricCollection:
+    """top-1, top-k (left out when k >= the class count: 1.0 by construction) and macro F1."""
+    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+               "f1_macro": MulticlassF1Score(num_classes, average="macro")}
+    if 1 < top_k < num_classes:
+        metrics[f"top{top_k}"] = MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
+    return MetricCollection(metrics, prefix=prefix)
 
 
 class Classifier(L.LightningModule):
@@ -70,7 +63,7 @@ class Classifier(L.LightningModule):
         )
         # training accuracy only: a full metric collection per step costs throughput for little insight
         self.train_top1 = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
-        self.val_metrics = classification_metrics(self.num_classes, "val/")
+        self.val_metrics = classification_metrics(self.num_classes, "val/", cfg.eval.top_k)
         self._scheduler_interval = "step"
         self._frozen_norms: list[nn.Module] = []
         self._first_bad: torch.Tensor | None = None  # (epoch, batch, global step) of the first non-finite loss
@@ -81,9 +74,12 @@ class Classifier(L.LightningModule):
         return self.model(images)
 
     def on_train_epoch_start(self) -> None:
-        # Lightning switches every submodule back to train mode around validation; frozen BatchNorm
-        # must keep using (and not update) its running statistics, so eval mode is re-asserted.
-        self._frozen_norms = frozen_norms(self.model) if self.cfg.strategy.freeze_bn else []
+        # Frozen BatchNorm must keep using (and not update) its running statistics, so it is in eval
+        # mode; trainable BatchNorm is in train mode. Both are set at every epoch start, as modes are
+        # not in a checkpoint: Lightning puts the whole model in train mode when a fit starts, and after
+        # validation it restores each module's previous mode, so a norm that gradual unfreezing opens
+        # would otherwise stay in eval mode in an uninterrupted run but not in a resumed one.
+        self._frozen_norms = set_norm_modes(self.model) if self.cfg.strategy.freeze_bn else []
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         for norm in self._frozen_norms:
@@ -125,11 +121,11 @@ class Classifier(L.LightningModule):
             return
         epoch, batch, step = (int(v) for v in self._first_bad.tolist())
         if epoch >= 0:
-            raise NonFiniteLossError(
-                f"training loss is nan or inf at epoch {epoch}, batch {batch} (global step {step}); the run "
-                "stopped and the last good checkpoint is kept in checkpoints/last.ckpt. Try a lower optim.lr, "
-                "train.gradient_clip_val, or train.precision: '32'."
-            )
+            raise NonFiniteLossError(f"training loss is nan or inf at epoch {epoch}, batch {batch} (global step {step})")
+
+    def nonfinite_parameters(self) -> list[str]:
+        """Names of parameters holding a NaN or infinite value (a few, for the message)."""
+        return [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()][:3]
 
     def validation_step(self, batch, batch_idx):
         images, targets = batch

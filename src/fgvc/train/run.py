@@ -1,13 +1,6 @@
-"""One config -> one run folder. Read top to bottom to follow an experiment from config to results.
-
-RUN_DIR/
-  config.yaml        the resolved config (what `--resume` and `fgvc eval` rebuild from)
-  classes.json       class names, in label order
-  history.csv        one row per epoch; learning_curves.png
-  checkpoints/       best.ckpt, last.ckpt (Lightning), model.safetensors (plain weights, LoRA merged)
-  metrics.json       val and test metrics, parameter counts, weights report, timings
-  predictions_test.csv, confusion_matrix.png
-"""
+"""One config -> one run folder (layout: :mod:`fgvc.runfolder`). Read top to bottom to follow an
+experiment from config to results: data and model are built first, then the folder is claimed,
+then Lightning trains, then the best checkpoint is evaluated on val and test."""
 
 from __future__ import annotations
 
@@ -27,11 +20,15 @@ from fgvc.data import DataSplits, load_data
 from fgvc.data.datamodule import FgvcDataModule
 from fgvc.data.transforms import build_transform, resolve_normalization
 from fgvc.errors import FgvcError
-from fgvc.evaluate.runs import build_network, evaluate_split, load_trained
+from fgvc.evaluate.runs import evaluate_split, load_trained
+from fgvc.models.assembly import build_network
 from fgvc.models.strategies import count_parameters, merge_lora
 from fgvc.report.html import finish_run_folder
 from fgvc.train.callbacks import EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
+from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
 from fgvc.train.module import Classifier
+from fgvc.train.recorded import recorded
+from fgvc.train.stopping import StopOnSignal, StopRequest, stop_on_signals
 
 
 @dataclass
@@ -50,19 +47,11 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # a resumed run writes into its own checkpoints folder on purpose
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
 
 
-def new_run_dir(cfg: ExperimentConfig) -> Path:
-    """``output.dir/output.name``, or ``name-2``, ``name-3``... when that folder already holds a run."""
-    base = cfg.run_dir
-    candidate, n = base, 1
-    while (candidate / "config.yaml").exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
-
-
-def build_datamodule(cfg: ExperimentConfig, splits: DataSplits) -> FgvcDataModule:
+def build_datamodule(cfg: ExperimentConfig, splits: DataSplits, start_epoch: int = 0) -> FgvcDataModule:
     norm = resolve_normalization(cfg.data.transforms, cfg.model)
     return FgvcDataModule(
         splits,
@@ -73,6 +62,7 @@ def build_datamodule(cfg: ExperimentConfig, splits: DataSplits) -> FgvcDataModul
         num_workers=cfg.data.num_workers,
         seed=cfg.seed,
         drop_last=cfg.data.mixup.enabled,
+        start_epoch=start_epoch,
     )
 
 
@@ -82,7 +72,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence[L.Ca
     mode = "min" if "loss" in monitor else "max"
     callbacks = list(callbacks) + [
         L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True,
+            dirpath=RunFolder(run_dir).checkpoints, filename=RunFolder.BEST, monitor=monitor, mode=mode, save_last=True,
             auto_insert_metric_name=False, enable_version_counter=False,
         ),
     ]
@@ -117,30 +107,39 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence[L.Ca
 
 
 def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = False,
-          callbacks: Sequence[L.Callback] = (), progress: bool = True) -> RunResult:
-    """Fine-tune per ``cfg``, then evaluate the best checkpoint on val and test; returns the run's metrics."""
-    started = time.perf_counter()
+          callbacks: Sequence[L.Callback] = (), progress: bool = True, checkpoint: str = RunFolder.LAST) -> RunResult:
+    """Fine-tune per ``cfg``, then evaluate the best checkpoint on val and test; returns the run's metrics.
+
+    ``run_dir``: train into this folder (a group's member); by default a new folder is claimed.
+    ``resume``: continue the run in ``run_dir`` from ``checkpoints/<checkpoint>.ckpt``.
+    """
     quiet_lightning()
-    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
     if cfg.strategy.name == "features":  # frozen backbone once (cached), then only the head trains
         from fgvc.train.feature_probe import train_feature_probe
 
-        return RunResult(run_dir, train_feature_probe(cfg, run_dir))
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise FgvcError(f"cannot resume {run_dir}: no checkpoints/last.ckpt (the run stopped before its first "
-                        "epoch ended); start it again without --resume")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+        folder = RunFolder(run_dir) if run_dir else None
+        return RunResult(*train_feature_probe(cfg, folder))
+    with stop_on_signals() as stop_request:
+        start_epoch, folder = 0, RunFolder(run_dir) if run_dir else None
+        if resume:
+            start_epoch = checkpoint_start_epoch(read_resume_checkpoint(folder, checkpoint))
+        # 1. data and 2. model, checked before a folder is claimed: a bad data set, model name or
+        # weights file fails here and leaves nothing behind
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        splits = load_data(cfg.data)
+        model, weights_report = build_network(cfg, splits.num_classes, pretrained=not resume)
+        folder = folder or RunFolder.claim(cfg.run_dir)
+        with folder.exclusive(), recorded(folder, stop_request, resume_hint(folder)):
+            if not resume:
+                folder.write_header(cfg.to_yaml(), splits.class_names)
+            return _fit_and_evaluate(cfg, folder, splits, model, weights_report, callbacks, progress, stop_request,
+                                     folder.checkpoint(checkpoint) if resume else None, start_epoch)
 
-    # 1. data
-    splits = load_data(cfg.data)
-    datamodule = build_datamodule(cfg, splits)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    (run_dir / "classes.json").write_text(json.dumps(splits.class_names, indent=1))
 
-    # 2. model: backbone + new head, pretrained weights, transfer strategy
-    model, weights_report = build_network(cfg, splits.num_classes, pretrained=not resume)
+def _fit_and_evaluate(cfg: ExperimentConfig, folder: RunFolder, splits: DataSplits, model, weights_report,
+                      callbacks: Sequence[L.Callback], progress: bool, stop_request: StopRequest,
+                      checkpoint: Optional[Path], start_epoch: int) -> RunResult:
+    started = time.perf_counter()
     if weights_report is not None:
         print(weights_report)
     if cfg.train.channels_last:
@@ -149,25 +148,26 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
         model.compile()
     module = Classifier(model, cfg, splits.train.class_counts())
     total, trainable = count_parameters(model)
+    datamodule = build_datamodule(cfg, splits, start_epoch)
 
     # 3. train (Lightning does precision, devices, accumulation, clipping, checkpoints)
-    extra = [EpochReseed(cfg.seed), FiniteLossGuard(), EpochSummary(run_dir / "history.csv")]
+    extra = [EpochReseed(cfg.seed), FiniteLossGuard(), EpochSummary(folder.history_file), StopOnSignal(stop_request)]
     if cfg.strategy.name == "gradual":
         extra.append(GradualUnfreeze(cfg.strategy))
     has_val = splits.val is not None and len(splits.val) > 0
-    trainer = build_trainer(cfg, run_dir, extra + list(callbacks), has_val, progress)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    trainer = build_trainer(cfg, folder.path, extra + list(callbacks), has_val, progress)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
     if not trainer.is_global_zero:
-        return RunResult(run_dir)
+        return RunResult(folder.path)
     train_seconds = time.perf_counter() - started
 
     # 4. evaluate the best checkpoint, write the run folder
-    trained = load_trained(run_dir, "best")
+    trained = load_trained(folder.path, RunFolder.BEST)
     export = merge_lora(trained.model)
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in export.state_dict().items()}, run_dir / "checkpoints" / "model.safetensors")
-    metrics: dict[str, Any] = {"run_dir": str(run_dir), "seed": cfg.seed, "epochs": trainer.current_epoch,
+    save_file({k: v.contiguous() for k, v in export.state_dict().items()}, folder.weights_file)
+    metrics: dict[str, Any] = {"run_dir": str(folder.path), "seed": cfg.seed, "epochs": trainer.current_epoch,
                                "parameters": {"total": total, "trainable": trainable},
                                "weights": str(weights_report) if weights_report else None,
                                "train_seconds": round(train_seconds, 2)}
@@ -175,11 +175,32 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
         images = getattr(splits, split)
         if images is not None and len(images) and images.is_labelled:
             metrics[split] = evaluate_split(trained, split, splits=splits)
-    finish_run_folder(run_dir, metrics, splits.class_names)
-    return RunResult(run_dir, metrics)
+    finish_run_folder(folder.path, metrics, splits.class_names)
+    return RunResult(folder.path, metrics)
 
 
-def resume(run_dir: Path, progress: bool = True) -> RunResult:
-    """Continue a killed run from its last checkpoint, with the config it was started with."""
-    cfg = load_config(Path(run_dir) / "config.yaml")
-    return train(cfg, run_dir=Path(run_dir), resume=True, progress=progress)
+def resume_hint(folder: RunFolder) -> str:
+    return f"fgvc train --resume {folder.path}"
+
+
+def read_resume_checkpoint(folder: Optional[RunFolder], which: str = RunFolder.LAST) -> dict[str, Any]:
+    """The checkpoint a resume starts from, or one clear error saying what to do instead."""
+    if folder is None:
+        raise FgvcError("resume needs the run folder")
+    folder.require()
+    path = folder.checkpoint(which)
+    if not path.is_file() and which == RunFolder.LAST:
+        raise FgvcError(f"cannot resume {folder.path}: no checkpoints/last.ckpt (the run stopped before its first "
+                        "epoch ended); start it again without --resume")
+    other = RunFolder.BEST if which == RunFolder.LAST else RunFolder.LAST
+    advice = f"resume from {other}.ckpt with `fgvc train --resume {folder.path} --checkpoint {other}`"
+    if not folder.checkpoint(other).is_file():
+        advice = "start the run again without --resume"
+    return read_checkpoint(path, advice + ", or start it again without --resume" if "again" not in advice else advice)
+
+
+def resume(run_dir: Path, progress: bool = True, checkpoint: str = RunFolder.LAST) -> RunResult:
+    """Continue a killed run from its last (or best) checkpoint, with the config it was started with."""
+    folder = RunFolder(run_dir).require()
+    cfg = load_config(folder.config_file)
+    return train(cfg, run_dir=folder.path, resume=True, progress=progress, checkpoint=checkpoint)

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 
 from fgvc.config import ExperimentConfig  # noqa: E402
 from fgvc.data import load_data  # noqa: E402
-from fgvc.evaluate.runs import build_network  # noqa: E402
+from fgvc.models.assembly import build_network  # noqa: E402
 from fgvc.train.module import Classifier  # noqa: E402
 from fgvc.train.run import build_datamodule, quiet_lightning  # noqa: E402
 

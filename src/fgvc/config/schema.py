@@ -1,19 +1,16 @@
-"""Typed schema of one experiment, loaded from YAML and overridden with ``--set key.path=value``.
-
-Everything is validated before any work starts: an unknown key, a wrong type or an impossible value
-raises :class:`fgvc.errors.ConfigError` naming the key and, for unknown keys, the valid ones.
-"""
+"""Typed schema of one experiment: data, model, strategy, optimizer, schedule, loss, training, evaluation,
+output. Everything is validated before any work starts."""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fgvc.errors import ConfigError
+from fgvc.config.generative import DiffusionConfig, GanConfig, StableDiffusionConfig
+from fgvc.config.section import Section
 
 DatasetName = Literal[
     "elpv",
@@ -41,12 +38,6 @@ AUTO_AUGMENT_ALIASES = {
     "autoaugment": "original",
     "trivialaugment": "trivialaugment",
 }
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are errors, assignments are validated too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class CsvConfig(Section):
@@ -211,6 +202,15 @@ class ModelConfig(Section):
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     attn_drop_rate: float = Field(0.0, ge=0, lt=1)
 
+    @model_validator(mode="after")
+    def _file_needs_pretrained(self) -> "ModelConfig":
+        if self.pretrained_file and not self.pretrained:
+            raise ValueError(
+                f"model.pretrained_file is set ({self.pretrained_file}) but model.pretrained is false, so the file "
+                "would be ignored; set model.pretrained: true to load it, or remove model.pretrained_file"
+            )
+        return self
+
 
 class StrategyConfig(Section):
     name: Literal["linear", "partial", "full", "lora", "attention", "gradual", "features"] = "full"
@@ -297,67 +297,6 @@ class EvalConfig(Section):
     tta: list[Literal["flip", "crops"]] = Field(default_factory=list)
 
 
-class GanConfig(Section):
-    """The class-conditional GAN of ``fgvc gan train`` (epochs and batch size come from ``train``)."""
-
-    image_size: int = Field(32, description="32, 64 or 128")
-    channels: int = Field(3, ge=1, le=3)
-    z_dim: int = Field(128, ge=1)
-    width: int = Field(64, ge=8, description="channels of the widest-resolution layers")
-    spectral_norm: bool = True
-    diff_augment: bool = Field(False, description="DiffAugment: colour, translation, cutout on what D sees (small data)")
-    lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.0, 0.9)
-
-    @field_validator("image_size")
-    @classmethod
-    def _power_of_two(cls, size: int) -> int:
-        if size not in (32, 64, 128):
-            raise ValueError(f"image_size must be 32, 64 or 128 (got {size})")
-        return size
-
-
-class DiffusionConfig(Section):
-    """The class-conditional DDPM of ``fgvc diffusion train`` (a diffusers UNet2DModel)."""
-
-    image_size: int = Field(32, ge=8)
-    channels: int = Field(3, ge=1, le=3)
-    block_out_channels: list[int] = Field(default_factory=lambda: [64, 128, 128])
-    layers_per_block: int = Field(2, ge=1)
-    num_train_timesteps: int = Field(1000, ge=10)
-    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
-    label_dropout: float = Field(0.1, ge=0, lt=1, description="classifier-free guidance: drop labels this often")
-    lr: float = Field(2e-4, gt=0)
-    grid_steps: int = Field(20, ge=1, description="DDIM steps of the per-epoch progress grid")
-
-    @field_validator("block_out_channels")
-    @classmethod
-    def _groups(cls, channels: list[int]) -> list[int]:
-        if not channels or any(c % 8 for c in channels):
-            raise ValueError(f"block_out_channels {channels} must be multiples of 8 (GroupNorm groups)")
-        return channels
-
-
-class StableDiffusionConfig(Section):
-    """Pretrained text-to-image / image-to-image generation (``fgvc synthetic text2image|img2img``)."""
-
-    pipeline: Optional[str] = Field(None, description="a diffusers pipeline folder, or a hub id when online")
-    template: str = Field("a photo of a {class_name}", description="prompt per class; {class_name} is filled in")
-    negative_prompt: Optional[str] = None
-    steps: int = Field(30, ge=1)
-    guidance: float = Field(7.5, ge=0)
-    size: int = Field(512, ge=8)
-    strength: float = Field(0.5, gt=0, le=1, description="img2img: how far variations move from the real image")
-
-    @field_validator("template")
-    @classmethod
-    def _has_class(cls, template: str) -> str:
-        if "{class_name}" not in template:
-            raise ValueError("template must contain {class_name}, e.g. 'a photo of a {class_name}, a type of bird'")
-        return template
-
-
 class OutputConfig(Section):
     dir: Path = Path("runs")
     name: Optional[str] = Field(None, description="run folder name; null: the config file's name")
@@ -380,6 +319,15 @@ class ExperimentConfig(Section):
     stable_diffusion: StableDiffusionConfig = Field(default_factory=StableDiffusionConfig)
     seed: int = 42
 
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "ExperimentConfig":
+        if self.schedule.warmup_epochs and self.schedule.warmup_epochs >= self.train.epochs:
+            raise ValueError(
+                f"schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be less than train.epochs "
+                f"({self.train.epochs}): the warmup would take the whole run; lower it or train longer"
+            )
+        return self
+
     @property
     def run_dir(self) -> Path:
         """The run folder: output.dir / output.name."""
@@ -388,97 +336,3 @@ class ExperimentConfig(Section):
     def to_yaml(self) -> str:
         """The resolved config as YAML (paths as strings, tuples as lists)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading, overrides and readable errors
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b.c=value`` into its key path and its YAML-parsed value."""
-    key, sep, raw = text.partition("=")
-    path = [part for part in key.strip().split(".")]
-    if not sep or not key.strip() or any(not part for part in path):
-        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set optim.lr=0.01")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
-    return path, value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``--set`` overrides to a raw config dict (in place; also returned)."""
-    for text in overrides:
-        path, value = parse_override(text)
-        node = raw
-        for depth, part in enumerate(path[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                where = ".".join(path[: depth + 1])
-                raise ConfigError(f"--set {text!r}: {where} is a value ({child!r}), not a section")
-            node = child
-        node[path[-1]] = value
-    return raw
-
-
-def _section_at(loc: tuple[Any, ...]) -> Optional[type[BaseModel]]:
-    """The schema class that owns the keys at ``loc`` (None if loc leaves the schema)."""
-    model: type[BaseModel] = ExperimentConfig
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-def _describe(error: dict[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    key = ".".join(str(part) for part in loc) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        section = _section_at(loc[:-1])
-        valid = sorted(section.model_fields) if section else []
-        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"unknown key {key!r}{suggestion}; valid keys here: {', '.join(valid)}"
-    message = error["msg"].removeprefix("Value error, ")
-    if "input" in error and not isinstance(error["input"], dict) and error["type"] != "missing":
-        return f"{key}: {message} (got {error['input']!r})"
-    return f"{key}: {message}"
-
-
-def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    """Validate a raw dict into an ExperimentConfig, or raise ConfigError listing every problem."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
-    try:
-        return ExperimentConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "\n".join(f"  - {_describe(err)}" for err in exc.errors())
-        raise ConfigError(f"{source} is invalid:\n{problems}") from None
-
-
-def read_yaml(path: Union[str, Path]) -> dict[str, Any]:
-    """Read a YAML config file into a dict, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, model:, ...)")
-    return raw
-
-
-def load_config(path: Union[str, Path, None] = None, overrides: Optional[list[str]] = None) -> ExperimentConfig:
-    """Load a YAML config (or the defaults when path is None) and apply ``--set`` overrides."""
-    raw = read_yaml(path) if path is not None else {}
-    apply_overrides(raw, list(overrides or []))
-    config = validate_config(raw, source=str(path) if path is not None else "config")
-    if config.output.name is None and path is not None:
-        config.output.name = Path(path).stem
-    return config

@@ -1,0 +1,34 @@
+"""The small public API that the layers beside training (generate, and later export and the web demo)
+use: load a finished run, predict with it, claim and record a run folder, and the run-level pieces of
+the training engine (quiet Lightning, per-epoch reseeding and history). They never reach into
+``train.run`` or ``evaluate`` internals, so those can change freely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fgvc.data.images import ImageList
+from fgvc.evaluate.predict import predict_probs
+from fgvc.evaluate.runs import TrainedRun, load_trained
+from fgvc.runfolder import RunFolder, read_checkpoint
+from fgvc.train.callbacks import EpochReseed, EpochSummary
+from fgvc.train.run import quiet_lightning
+
+__all__ = ["RunFolder", "TrainedRun", "load_run", "predict", "quiet_lightning", "read_checkpoint", "run_callbacks"]
+
+
+def load_run(run_dir: Path | str, checkpoint: str = RunFolder.BEST) -> TrainedRun:
+    """A finished run's model (CPU, eval mode) with its config, class names and transforms."""
+    return load_trained(Path(run_dir), checkpoint)
+
+
+def predict(run: TrainedRun, images: ImageList, batch_size: int | None = None) -> torch.Tensor:
+    """Class probabilities (N x C) of ``images`` under the run's eval transform."""
+    return predict_probs(run.model, images, run.eval_transform, batch_size or run.cfg.eval.batch_size)
+
+
+def run_callbacks(seed: int, folder: RunFolder) -> list:
+    """The callbacks every fgvc training loop uses: per-epoch reseeding (resume-exact) and history.csv."""
+    return [EpochReseed(seed), EpochSummary(folder.history_file)]

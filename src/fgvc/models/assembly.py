@@ -1,0 +1,26 @@
+"""Assemble the network of an experiment: backbone + head for the data set, weights, transfer strategy."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import nn
+
+from fgvc.config import ExperimentConfig
+from fgvc.models.factory import create_model
+from fgvc.models.heads import replace_classifier
+from fgvc.models.strategies import apply_strategy
+from fgvc.models.weights import LoadReport
+
+
+def build_network(cfg: ExperimentConfig, num_classes: int, pretrained: bool = True) -> tuple[nn.Module, Optional[LoadReport]]:
+    """The model of ``cfg`` with its strategy applied (LoRA wraps it); (model, weights report).
+
+    ``pretrained=False`` skips every weights download or file: for a model whose trained weights are
+    loaded right after (a resumed run, a finished run being evaluated).
+    """
+    model_cfg = cfg.model if pretrained else cfg.model.model_copy(update={"pretrained": False, "pretrained_file": None})
+    model, report = create_model(model_cfg, num_classes)
+    if cfg.strategy.name == "features" and cfg.strategy.probe_head == "mlp":
+        replace_classifier(model, num_classes, hidden=[cfg.strategy.probe_hidden])
+    return apply_strategy(model, cfg.strategy), report

@@ -1,0 +1,319 @@
+"""The run folder as one type: its layout, the atomic claim of a new folder, the header, the status,
+and readers for what other layers need (config, classes, metrics, predictions).
+
+RUN_DIR/
+  run.json             status (running, finished, failed, stopped), reason, pid, times: the claim marker
+  config.yaml          the resolved config (what `--resume`, `fgvc eval`, `explain` rebuild from)
+  classes.json         class names, in label order
+  history.csv          one row per epoch; learning_curves.png
+  checkpoints/         best.ckpt, last.ckpt (Lightning), model.safetensors (plain weights, LoRA merged),
+                       probe_head.pt (feature probe: the head alone)
+  metrics.json         val and test metrics, parameter counts, weights report, timings
+  metrics_<split>.json, predictions_<split>.csv, confusion_matrix.png, report.html
+  explain/             overlays, explanations.csv, gallery.png
+  generator.json, samples/   generator runs (GAN, diffusion)
+
+Every module that reads or writes one of these files goes through this type, so the layout is said
+once. This module imports nothing of fgvc but the errors, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from fgvc.errors import FgvcError
+
+# The prediction CSV: fixed columns, then one probability column per class (``p_<class name>``).
+PREDICTION_COLUMNS = ("image", "target", "target_name", "predicted", "predicted_name", "confidence")
+PROBABILITY_PREFIX = "p_"
+
+
+class RunFolderError(FgvcError):
+    """A run folder is missing, not a run folder, or busy with another process."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One row of ``predictions_<split>.csv``."""
+
+    image: str
+    target: int
+    target_name: str
+    predicted: int
+    predicted_name: str
+    confidence: float
+    probs: tuple[float, ...]
+
+    @property
+    def right(self) -> bool:
+        return self.target == self.predicted
+
+
+class RunFolder:
+    """One run's folder. ``RunFolder.claim(base)`` makes a new one; ``RunFolder(path)`` opens any."""
+
+    STATUS = "run.json"
+    CONFIG = "config.yaml"
+    CLASSES = "classes.json"
+    HISTORY = "history.csv"
+    LEARNING_CURVES = "learning_curves.png"
+    CHECKPOINTS = "checkpoints"
+    BEST = "best"
+    LAST = "last"
+    WEIGHTS = "model.safetensors"
+    PROBE_HEAD = "probe_head.pt"
+    METRICS = "metrics.json"
+    CONFUSION = "confusion_matrix.png"
+    REPORT = "report.html"
+    EXPLAIN = "explain"
+    GALLERY = "gallery.png"
+    EXPLANATIONS = "explanations.csv"
+    GENERATOR = "generator.json"
+    SAMPLES = "samples"
+    LOCK = ".lock"
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # -- layout -------------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def classes_file(self) -> Path:
+        return self.path / self.CLASSES
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / self.HISTORY
+
+    @property
+    def learning_curves(self) -> Path:
+        return self.path / self.LEARNING_CURVES
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    def checkpoint(self, which: str = "last") -> Path:
+        """``checkpoints/<which>.ckpt`` (best or last)."""
+        return self.checkpoints / f"{which}.ckpt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoint(self.LAST)
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoint(self.BEST)
+
+    @property
+    def weights_file(self) -> Path:
+        return self.checkpoints / self.WEIGHTS
+
+    @property
+    def probe_head_file(self) -> Path:
+        return self.checkpoints / self.PROBE_HEAD
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / self.METRICS
+
+    def split_metrics_file(self, split: str) -> Path:
+        return self.path / f"metrics_{split}.json"
+
+    def predictions_file(self, split: str = "test") -> Path:
+        return self.path / f"predictions_{split}.csv"
+
+    @property
+    def confusion_matrix(self) -> Path:
+        return self.path / self.CONFUSION
+
+    @property
+    def report_file(self) -> Path:
+        return self.path / self.REPORT
+
+    @property
+    def explain_dir(self) -> Path:
+        return self.path / self.EXPLAIN
+
+    @property
+    def gallery_file(self) -> Path:
+        return self.explain_dir / self.GALLERY
+
+    @property
+    def generator_file(self) -> Path:
+        return self.path / self.GENERATOR
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / self.SAMPLES
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / self.STATUS
+
+    # -- making one ---------------------------------------------------------------------------
+    @classmethod
+    def claim(cls, base: Path | str) -> "RunFolder":
+        """A new run folder: ``base``, or ``base-2``, ``base-3``... The claim is an exclusive create of
+        ``run.json`` inside it, so processes started together always get distinct folders."""
+        base = Path(base)
+        n = 1
+        while True:
+            candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            n += 1
+            if (candidate / cls.CONFIG).exists():  # a run from before run.json existed
+                continue
+            candidate.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(candidate / cls.STATUS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w") as handle:
+                json.dump(_status_record("claimed"), handle, indent=1)
+            return cls(candidate)
+
+    def write_header(self, config_yaml: str, class_names: list[str]) -> None:
+        """config.yaml and classes.json, written once when the run starts."""
+        self.config_file.write_text(config_yaml)
+        self.classes_file.write_text(json.dumps(list(class_names), indent=1))
+
+    # -- status -------------------------------------------------------------------------------
+    def set_status(self, status: str, reason: Optional[str] = None, **extra: Any) -> None:
+        """Record the run's state in run.json (``reason``: why it failed or stopped)."""
+        record = self.status()
+        record.update(_status_record(status))
+        record.pop("reason", None)
+        if reason:
+            record["reason"] = reason
+        record.update(extra)
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, self.status_file)
+
+    def status(self) -> dict[str, Any]:
+        """run.json as a dict ({} for a folder without one)."""
+        if not self.status_file.is_file():
+            return {}
+        try:
+            return json.loads(self.status_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the folder's lock while training in it: a second process (e.g. ``--resume`` of a run
+        that is still going) gets a clear error instead of writing into the same files."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / self.LOCK, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = self.status().get("pid")
+                raise RunFolderError(
+                    f"{self.path} is in use by another fgvc process{f' (pid {pid})' if pid else ''}; "
+                    "wait for it to finish or stop it first"
+                ) from None
+            yield
+        finally:
+            handle.close()
+
+    # -- readers ------------------------------------------------------------------------------
+    def require(self) -> "RunFolder":
+        """This folder, or a clear error when it is no run folder."""
+        if not self.path.is_dir():
+            raise RunFolderError(f"run folder not found: {self.path}")
+        if not self.config_file.is_file():
+            raise RunFolderError(f"{self.path} is not a run folder (no {self.CONFIG}); pass the folder `fgvc train` wrote")
+        return self
+
+    def class_names(self) -> Optional[list[str]]:
+        return json.loads(self.classes_file.read_text()) if self.classes_file.is_file() else None
+
+    def metrics(self) -> dict[str, Any]:
+        if not self.metrics_file.is_file():
+            raise RunFolderError(f"{self.path} has no {self.METRICS}; the run has not finished (train or resume it)")
+        return json.loads(self.metrics_file.read_text())
+
+    def write_metrics(self, metrics: dict[str, Any], split: Optional[str] = None) -> Path:
+        path = self.split_metrics_file(split) if split else self.metrics_file
+        path.write_text(json.dumps(metrics, indent=2))
+        return path
+
+    def predictions(self, split: str = "test") -> list[Prediction]:
+        """The rows of predictions_<split>.csv."""
+        path = self.predictions_file(split)
+        if not path.is_file():
+            raise RunFolderError(f"{self.path} has no {path.name}; train it or run `fgvc eval` on it first")
+        with path.open() as handle:
+            reader = csv.DictReader(handle)
+            prob_columns = [c for c in (reader.fieldnames or []) if c.startswith(PROBABILITY_PREFIX)]
+            return [Prediction(r["image"], int(r["target"]), r["target_name"], int(r["predicted"]),
+                               r["predicted_name"], float(r["confidence"]),
+                               tuple(float(r[c]) for c in prob_columns)) for r in reader]
+
+    def history(self) -> list[dict[str, str]]:
+        if not self.history_file.is_file():
+            return []
+        with self.history_file.open() as handle:
+            return list(csv.DictReader(handle))
+
+
+def _status_record(status: str) -> dict[str, Any]:
+    return {"status": status, "pid": os.getpid(), "time": _dt.datetime.now().isoformat(timespec="seconds")}
+
+
+def is_run_folder(path: Path | str) -> bool:
+    return (Path(path) / RunFolder.CONFIG).is_file()
+
+
+class CheckpointError(RunFolderError):
+    """A checkpoint file is missing, empty, truncated or not a checkpoint."""
+
+
+def read_checkpoint(path: Path | str, what_to_do: str = "") -> dict[str, Any]:
+    """A Lightning checkpoint as a dict, or one clear error naming the file, what is wrong and what to do."""
+    import torch
+
+    path = Path(path)
+    advice = f"; {what_to_do}" if what_to_do else ""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}{advice}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes; the process was probably killed while "
+                              f"writing it){advice}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a truncated zip, a pickle error, EOF: all mean "unreadable"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint: {reason}){advice}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict){advice}")
+    return checkpoint
+
+
+def checkpoint_start_epoch(checkpoint: dict[str, Any]) -> int:
+    """The epoch a run resumed from ``checkpoint`` starts with (Lightning's processed-epoch count)."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(checkpoint.get("epoch", -1)) + 1

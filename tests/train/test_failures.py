@@ -1,0 +1,148 @@
+"""Runs that go wrong lose nothing and say so in one line: NaN guards, corrupt checkpoints, bad input
+before and after the folder is claimed."""
+
+import json
+import re
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fgvc.cli import app
+from fgvc.config import load_config
+from fgvc.errors import FgvcError, NonFiniteLossError, WeightsError
+from fgvc.runfolder import CheckpointError, RunFolder
+from fgvc.train.run import resume, train
+
+runner = CliRunner()
+
+
+def _finite_checkpoint(path):
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()), state
+
+
+def test_nan_in_a_later_epoch_keeps_the_last_good_checkpoint_and_names_it(tiny_overrides):
+    # the lr jumps by 1e30 at epoch 2: the weights blow up there, epochs 0 and 1 are finite
+    cfg = load_config(None, tiny_overrides + ["train.epochs=4", "optim.name=sgd", "optim.lr=0.05",
+                                              "schedule.name=multistep", "schedule.milestones=[2]",
+                                              "schedule.gamma=1e30"])
+    with pytest.raises(NonFiniteLossError) as error:
+        train(cfg, progress=False)
+    message = str(error.value)
+    bad_epoch = int(re.search(r"(?:at|after|in) epoch (\d+)", message).group(1))
+    assert bad_epoch >= 1  # epoch 0 was finite
+    finite, state = _finite_checkpoint(cfg.run_dir / "checkpoints" / "last.ckpt")
+    assert finite and state["epoch"] == bad_epoch - 1
+    assert (f"{cfg.run_dir}/checkpoints/last.ckpt (after epoch {bad_epoch - 1}); "
+            f"resume with: fgvc train --resume {cfg.run_dir}") in message
+    status = RunFolder(cfg.run_dir).status()
+    assert status["status"] == "failed" and f"epoch {bad_epoch}" in status["reason"]
+
+
+def test_nan_in_the_first_epoch_says_there_is_no_checkpoint(tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["optim.name=sgd", "optim.lr=1e6"])
+    with pytest.raises(NonFiniteLossError) as error:
+        train(cfg, progress=False)
+    assert not (cfg.run_dir / "checkpoints" / "last.ckpt").exists()
+    assert not (cfg.run_dir / "checkpoints" / "best.ckpt").exists()
+    assert "On disk: no checkpoint" in str(error.value) and "start again with: fgvc train" in str(error.value)
+
+
+def test_exploding_weights_with_a_finite_training_loss_are_never_kept(tiny_overrides):
+    """lr 1e6 with sgd: what is on disk afterwards is finite with a finite validation loss, or nothing."""
+    cfg = load_config(None, tiny_overrides + ["train.epochs=3", "optim.name=sgd", "optim.lr=1e6",
+                                              "loss.name=label_smoothing"])
+    with pytest.raises(NonFiniteLossError):
+        train(cfg, progress=False)
+    for name in ("last.ckpt", "best.ckpt"):
+        path = cfg.run_dir / "checkpoints" / name
+        if path.exists():
+            finite, state = _finite_checkpoint(path)
+            assert finite
+            assert all(torch.isfinite(torch.as_tensor(c["best_model_score"])) for k, c in state["callbacks"].items()
+                       if "ModelCheckpoint" in k and c.get("best_model_score") is not None)
+
+
+@pytest.fixture
+def finished_run(tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=2"])
+    return train(cfg, progress=False).run_dir
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_resume_from_a_corrupt_checkpoint_is_one_clear_line(finished_run, damage):
+    last = finished_run / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"")
+    with pytest.raises(CheckpointError, match=f"checkpoint {last} is {'unreadable' if damage == 'truncated' else 'empty'}"):
+        resume(finished_run, progress=False)
+    result = runner.invoke(app, ["train", "--resume", str(finished_run), "--no-progress"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(last) in lines[0] and "--checkpoint best" in lines[0], result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+
+
+def test_resume_from_best_after_a_corrupt_last(finished_run):
+    (finished_run / "checkpoints" / "last.ckpt").write_bytes(b"junk")
+    result = runner.invoke(app, ["train", "--resume", str(finished_run), "--checkpoint", "best", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert RunFolder(finished_run).status()["status"] == "finished"
+
+
+def test_eval_predict_explain_ensemble_on_a_corrupt_checkpoint(finished_run, colour_data):
+    best = finished_run / "checkpoints" / "best.ckpt"
+    best.write_bytes(best.read_bytes()[:1000])
+    commands = {
+        "eval": ["eval", str(finished_run)],
+        "predict": ["predict", str(finished_run), str(colour_data / "test" / "red"), "--out", str(finished_run / "s.csv")],
+        "explain": ["explain", str(finished_run), str(colour_data / "test" / "red")],
+        "ensemble": ["ensemble", str(finished_run), str(finished_run)],
+    }
+    for name, args in commands.items():
+        result = runner.invoke(app, args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2, (name, result.output)
+        assert len(lines) == 1 and f"checkpoint {best} is unreadable" in lines[0], (name, result.output)
+        assert "use the last checkpoint" in lines[0]
+    assert not (finished_run / "explain").exists()
+
+
+def test_bad_model_or_weights_fail_before_a_folder_is_claimed(tiny_overrides, tmp_path):
+    bad_model = load_config(None, tiny_overrides + ["model.name=resnet_does_not_exist"])
+    with pytest.raises(WeightsError, match="is not a timm model"):
+        train(bad_model, progress=False)
+    bad_file = load_config(None, tiny_overrides + ["model.pretrained=true", f"model.pretrained_file={tmp_path / 'no.pth'}"])
+    with pytest.raises(WeightsError, match="weights file not found"):
+        train(bad_file, progress=False)
+    assert not bad_model.run_dir.exists()
+    good = train(load_config(None, tiny_overrides), progress=False)
+    assert good.run_dir.name == "run"  # not pushed to run-2 by the failures
+
+
+def test_a_run_that_fails_later_records_why(tiny_overrides, colour_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(colour_data, data)
+    victim = sorted((data / "train" / "red").iterdir())[0]
+    victim.write_bytes(b"not an image")
+    cfg = load_config(None, [o.replace(str(colour_data), str(data)) for o in tiny_overrides])
+    with pytest.raises(FgvcError, match="cannot read image"):
+        train(cfg, progress=False)
+    status = RunFolder(cfg.run_dir).status()
+    assert status["status"] == "failed" and str(victim) in status["reason"]
+    assert json.loads((cfg.run_dir / "run.json").read_text()) == status
+
+
+def test_pretrained_file_without_pretrained_is_rejected():
+    with pytest.raises(FgvcError, match="model.pretrained_file is set .* but model.pretrained is false"):
+        load_config(None, ["model.pretrained=false", "model.pretrained_file=weights.pth"])
+
+
+def test_warmup_as_long_as_training_is_rejected_by_the_schema(tmp_path):
+    with pytest.raises(FgvcError, match=r"schedule.warmup_epochs \(1.0\) must be less than train.epochs \(1\)"):
+        load_config(None, ["train.epochs=1", "schedule.warmup_epochs=1"])
+    (tmp_path / "exp.yaml").write_text("train: {epochs: 1}\nschedule: {warmup_epochs: 1}\n")
+    result = runner.invoke(app, ["config", "show", str(tmp_path / "exp.yaml")])
+    assert result.exit_code == 2 and "must be less than train.epochs" in result.output
