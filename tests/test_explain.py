@@ -12,7 +12,10 @@ import fgvc.models  # noqa: F401
 from fgvc.cli import app
 from fgvc.config import load_config
 from fgvc.explain.attention import attention_rollout, last_layer_attention
-from fgvc.explain.run_explain import explain_images, gallery
+from fgvc.evaluate.predict import predict_probs
+from fgvc.evaluate.runs import images_in_folder, load_trained
+from fgvc.explain.run_explain import explain_images, gallery, spread_over_classes
+from fgvc.runfolder import Prediction
 from fgvc.train.run import train
 
 runner = CliRunner()
@@ -36,9 +39,16 @@ def test_cam_overlays_for_a_cnn(cnn_run, colour_data, tmp_path, method):
     assert len(results) == 4
     with Image.open(results[0].overlay) as overlay:
         assert overlay.size == (32, 32) and overlay.mode == "RGB"
-    assert results[0].true == "red" and results[0].predicted in ("blue", "green", "red")
+    run = load_trained(run_dir)
+    files = sorted((colour_data / "test" / "red").iterdir())
+    probs = predict_probs(run.model, images_in_folder(colour_data / "test" / "red", run.class_names), run.eval_transform)
+    assert [r.image for r in results] == [str(f) for f in files]
+    assert [r.predicted for r in results] == [run.class_names[int(i)] for i in probs.argmax(-1)]
+    assert [r.probability for r in results] == pytest.approx(probs.max(-1).values.tolist(), abs=1e-5)
+    assert all(r.true == "red" for r in results)
     rows = list(csv.DictReader((tmp_path / "explanations.csv").open()))
-    assert rows[0]["true"] == "red" and 0 <= float(rows[0]["probability"]) <= 1
+    assert [row["true"] for row in rows] == ["red"] * 4
+    assert [float(row["probability"]) for row in rows] == pytest.approx([r.probability for r in results], abs=1e-4)
 
 
 def test_vit_cam_rollout_and_attention(cnn_run, colour_data, tmp_path):
@@ -65,8 +75,11 @@ def test_rollout_and_attention_maps_are_normalised_maps():
         assert maps.shape == (2, 28, 28)
         assert np.isclose(maps.max(), 1.0) and maps.min() >= 0
     timm_vit = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=3).eval()
-    assert attention_rollout(timm_vit, torch.randn(1, 3, 32, 32)).shape == (1, 32, 32)
-    assert timm_vit.blocks[0].attn.fused_attn in (True, False)  # restored after the pass
+    for setting in (True, False):  # the explicit path is switched on for the pass, then the user's setting is back
+        for block in timm_vit.blocks:
+            block.attn.fused_attn = setting
+        assert attention_rollout(timm_vit, torch.randn(1, 3, 32, 32)).shape == (1, 32, 32)
+        assert [block.attn.fused_attn for block in timm_vit.blocks] == [setting] * len(timm_vit.blocks)
 
 
 def test_gallery_lands_in_the_report(cnn_run):
@@ -76,3 +89,43 @@ def test_gallery_lands_in_the_report(cnn_run):
     from fgvc.report.html import run_report
 
     assert "What the model looks at" in run_report(run_dir).read_text()
+
+
+def test_gallery_picks_spread_over_classes():
+    rows = [Prediction(f"{c}_{k}.png", c, str(c), c, str(c), 0.9, ()) for c in range(3) for k in range(5)]
+    chosen = spread_over_classes(rows, 4)
+    assert [r.target for r in chosen] == [0, 1, 2, 0]
+    assert [r.image for r in chosen] == ["0_0.png", "1_0.png", "2_0.png", "0_1.png"]
+    assert len(spread_over_classes(rows[:2], 4)) == 2
+
+
+@pytest.fixture(scope="module")
+def efficientnet_run(tmp_path_factory, colour_data):
+    out = tmp_path_factory.mktemp("effnet")
+    overrides = [
+        "data.name=image_folder", f"data.root={colour_data / 'train'}", f"data.test_root={colour_data / 'test'}",
+        "data.val_fraction=0.25", "data.num_workers=0", "data.transforms.resize=32", "data.transforms.crop=32",
+        "model.name=tf_efficientnet_lite0", "model.pretrained=false", "train.epochs=1", "train.batch_size=8",
+        f"output.dir={out}", "output.name=effnet"]
+    return train(load_config(None, overrides), progress=False).run_dir
+
+
+def test_gallery_on_efficientnet_uses_gradcam_and_honours_method(efficientnet_run):
+    """EfficientNet has `.blocks` too (convolutions): the method is chosen by architecture."""
+    result = runner.invoke(app, ["explain", str(efficientnet_run), "--gallery"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((efficientnet_run / "explain" / "explanations.csv").open()))
+    assert rows and all(r["overlay"].endswith("_gradcam.png") for r in rows)
+    assert len({r["true"] for r in rows}) == 3  # right and wrong picks spread over the three classes
+    result = runner.invoke(app, ["explain", str(efficientnet_run), "--gallery", "--method", "gradcam++"])
+    assert result.exit_code == 0, result.output
+    assert list((efficientnet_run / "explain").glob("*_gradcam++.png"))
+
+
+def test_an_attention_method_on_a_cnn_is_a_clear_error_and_leaves_no_folder(efficientnet_run, colour_data, tmp_path):
+    out = tmp_path / "overlays"
+    result = runner.invoke(app, ["explain", str(efficientnet_run), str(colour_data / "test" / "red"),
+                                 "--method", "rollout", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "--method rollout needs a ViT; tf_efficientnet_lite0 is not one" in result.output
+    assert not out.exists()

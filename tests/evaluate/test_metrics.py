@@ -51,4 +51,6 @@ def test_absent_class_left_out_of_macro_averages():
     probs = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]])
     result = compute_metrics(probs, torch.tensor([0, 1]), ["a", "b", "c"])
     assert result["recall_macro"] == 1.0 and "c" not in result["per_class_accuracy"]
-    assert result["top3"] == 1.0
+    assert "top3" not in result and "top5" not in result  # k >= classes: 1.0 by construction, so left out
+    two = compute_metrics(torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]), torch.tensor([1, 2]), ["a", "b", "c"], top_k=2)
+    assert two["top2"] == 0.5 and two["top1"] == 0.0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fgvc.evaluate.stats import compare_values, describe, verdict
+from fgvc.evaluate.stats import compare_values, describe, few_runs_warning, verdict
 
 VALUES = [0.712, 0.731, 0.705, 0.722, 0.716]
 
@@ -76,3 +76,30 @@ def test_the_gap_and_its_ci_have_the_same_sign_whichever_side_wins():
         assert text.startswith(f"{winner} better than") and 0 < low < gap < high
     with pytest.raises(ValueError, match="at least 2 runs per group"):
         compare_values("top1", {1: 0.5}, {2: 0.6})
+
+
+def test_two_seeds_of_a_bounded_metric_stay_in_range():
+    """The case that gave top-1 CI [-0.18, 0.85] and AUROC above 1: a t interval on the logit scale."""
+    top1 = describe([0.2, 0.47], metric="top1")
+    assert 0 < top1.ci_low < 0.2 and 0.47 < top1.ci_high < 1 and top1.method == "t on logit scale"
+    plain = describe([0.2, 0.47])  # the plain t interval of the same numbers leaves [0, 1]
+    assert plain.ci_low < 0
+    auroc = describe([0.97, 0.999], metric="auroc_macro")
+    assert auroc.ci_high < 1 and auroc.mean == pytest.approx(0.9845)
+    seconds = describe([10.0, 40.0], metric="train_seconds")
+    assert seconds.ci_low > 0 and seconds.method == "t on log scale"
+    perfect = describe([1.0, 1.0, 1.0], metric="top1")
+    assert perfect.ci_low == perfect.ci_high == 1.0
+
+
+def test_logit_interval_matches_a_hand_computed_one():
+    values = np.array([0.6, 0.7, 0.8])
+    logits = np.log(values / (1 - values))
+    low, high = stats.t.interval(0.95, 2, loc=logits.mean(), scale=stats.sem(logits))
+    d = describe(values, metric="f1_macro")
+    assert d.ci_low == pytest.approx(1 / (1 + np.exp(-low))) and d.ci_high == pytest.approx(1 / (1 + np.exp(-high)))
+
+
+def test_few_runs_warning():
+    assert few_runs_warning(2).startswith("only 2 runs") and few_runs_warning(1).startswith("only 1 run:")
+    assert few_runs_warning(3) is None

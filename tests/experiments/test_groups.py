@@ -119,3 +119,13 @@ def test_sweep_grid_and_cli_repeat(tiny_overrides, tmp_path):
     cli = runner.invoke(app, ["repeat", str(tmp_path / "exp.yaml"), *args, "--seeds", "1,2", "--out", str(tmp_path / "r")])
     assert cli.exit_code == 0, cli.output
     assert "mean" in cli.output and "95% CI" in cli.output
+    assert "warning: only 2 runs" in cli.output  # two seeds: said in the CLI, the summary and the report
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["warning"].startswith("only 2 runs")
+    assert "warning:</b> only 2 runs" in (tmp_path / "r" / "report.html").read_text()
+    for split in ("val", "test"):
+        for metric, d in summary["metrics"][split].items():
+            if d["ci_low"] is not None and metric != "n":
+                assert 0 <= d["ci_low"] <= d["mean"] <= d["ci_high"] <= 1, (split, metric, d)
+    seconds = summary["metrics"]["time"]["train_seconds"]
+    assert seconds["ci_low"] > 0 and seconds["method"] == "t on log scale"

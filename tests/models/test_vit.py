@@ -1,5 +1,6 @@
 """fgvc's own ViT: registered with timm, both attention paths agree, position embeddings interpolate."""
 
+import pytest
 import timm
 import torch
 from timm.layers import resample_abs_pos_embed
@@ -19,6 +20,26 @@ def test_registered_name_creates_the_cifar_recipe():
     assert model.pos_embed.shape == (1, 1 + 64, 256)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert "fgvc_vit_cifar" in timm.list_models("fgvc_*")
+
+
+def test_registered_with_its_pretrained_config_and_drop_path():
+    from fgvc.config import load_config
+    from fgvc.data.transforms import resolve_normalization
+
+    cfg = timm.models.get_pretrained_cfg("fgvc_vit_tiny")
+    assert cfg is not None and tuple(cfg.mean) == (0.5, 0.5, 0.5) and cfg.input_size == (3, 28, 28)
+    norm = resolve_normalization(load_config(None, ["model.name=fgvc_vit_tiny", "model.pretrained=false"]).data.transforms,
+                                 ModelConfig(name="fgvc_vit_tiny", pretrained=False))
+    assert norm.mean == (0.5, 0.5, 0.5) and norm.source == "timm pretrained config of fgvc_vit_tiny"
+    model, _ = create_model(ModelConfig(name="fgvc_vit_tiny", pretrained=False, drop_path_rate=0.2), 3)
+    rates = [getattr(block.drop_path, "drop_prob", 0.0) for block in model.blocks]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2) and rates == sorted(rates)
+    model.train()
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 28, 28)
+    assert not torch.allclose(model(x), model(x))  # stochastic depth is active in training
+    model.eval()
+    assert torch.allclose(model(x), model(x))
 
 
 def test_attention_probabilities_sum_to_one_and_paths_agree():

@@ -1,5 +1,6 @@
 """The cached-feature linear probe: cache hit / miss / invalidation, heads, and a normal run folder."""
 
+import csv
 import os
 
 import pytest
@@ -77,3 +78,23 @@ def test_cli_train_features(probe_overrides, tmp_path):
     result = runner.invoke(app, ["train", str(tmp_path / "exp.yaml"), *args])
     assert result.exit_code == 0, result.output
     assert "test metrics" in result.output
+
+
+def test_probe_honours_optim_and_schedule(probe_overrides):
+    from fgvc.errors import ConfigError
+
+    adamw = train(load_config(None, probe_overrides + ["output.name=adamw", "train.epochs=3", "schedule.name=cosine"]),
+                  progress=False)
+    sgd = train(load_config(None, probe_overrides + ["output.name=sgd", "train.epochs=3", "optim.name=sgd"]),
+                progress=False)
+    assert sgd.metrics["val"]["ece"] != adamw.metrics["val"]["ece"]
+    constant = train(load_config(None, probe_overrides + ["output.name=none", "train.epochs=3", "schedule.name=none"]),
+                     progress=False)
+    lrs = [float(r["lr"]) for r in csv.DictReader((constant.run_dir / "history.csv").open())]
+    assert lrs == pytest.approx([0.05] * 3)
+    cosine = [float(r["lr"]) for r in csv.DictReader((adamw.run_dir / "history.csv").open())]
+    assert cosine[0] > cosine[1] > cosine[2] == pytest.approx(0.0, abs=1e-9)
+    cfg = load_config(None, probe_overrides + ["output.name=step", "schedule.name=step"])
+    with pytest.raises(ConfigError, match="schedule.name 'step' is not supported by strategy.name=features"):
+        train(cfg, progress=False)
+    assert not cfg.run_dir.exists()  # rejected before a folder is claimed

@@ -1,15 +1,21 @@
+import numpy as np
 import pytest
 from PIL import Image
 
 from fgvc.config import load_config
+from fgvc.runfolder import RunFolder
 from fgvc.train.run import train
 from fgvc.train.tune import find_batch_size, find_lr
 
 
 def test_lr_range_test_plots_and_suggests(tiny_overrides, tmp_path):
-    finding = find_lr(load_config(None, tiny_overrides), tmp_path / "lr.png", min_lr=1e-5, max_lr=1.0, steps=12)
-    assert len(finding.lrs) == 12 and finding.lrs[0] < finding.lrs[-1]
-    assert finding.suggestion is None or 1e-5 <= finding.suggestion <= 1.0
+    finding = find_lr(load_config(None, tiny_overrides), tmp_path / "lr.png", min_lr=1e-5, max_lr=1.0, steps=24)
+    assert len(finding.lrs) == 24 and finding.lrs[0] < finding.lrs[-1]
+    ratios = np.diff(np.log(finding.lrs))
+    assert np.allclose(ratios[1:], ratios[-1])  # an exponential sweep (after its first step)
+    # the suggestion is the lr of steepest descent of the loss (skipping the first 10 and the last point)
+    losses = np.array(finding.losses[10:-1])
+    assert finding.suggestion == finding.lrs[10 + int(np.gradient(losses).argmin())]
     with Image.open(finding.plot) as plot:
         assert plot.size[0] > 100
 
@@ -20,7 +26,8 @@ def test_batch_size_search_doubles(tiny_overrides):
 
 
 def test_ddp_two_cpu_processes_match_one(tiny_overrides):
-    """DDP through Lightning (gloo): 2 processes x 4 images see the same batches as 1 process x 8."""
+    """DDP through Lightning (gloo): 2 processes x 4 images see the same batches as 1 process x 8, so the
+    trained models agree up to float summation order: the same predictions, probabilities within 1e-3."""
     common = tiny_overrides + ["train.epochs=2", "model.name=vit_tiny_patch16_224", "model.img_size=32",
                                "data.transforms.resize=32", "data.transforms.crop=32", "optim.lr=0.002",
                                "train.accelerator=cpu"]
@@ -28,5 +35,7 @@ def test_ddp_two_cpu_processes_match_one(tiny_overrides):
     double = train(load_config(None, common + ["output.name=ddp", "train.devices=2", "train.strategy=ddp_spawn",
                                                "train.batch_size=4"]), progress=False)
     assert double.metrics["val"]["n"] == single.metrics["val"]["n"] == 12
-    assert double.test["top1"] == pytest.approx(single.test["top1"], abs=0.17)
-    assert double.metrics["val"]["top1"] == pytest.approx(single.metrics["val"]["top1"], abs=0.17)
+    one, two = RunFolder(single.run_dir).predictions("test"), RunFolder(double.run_dir).predictions("test")
+    assert [r.predicted for r in one] == [r.predicted for r in two]
+    assert np.allclose([r.probs for r in one], [r.probs for r in two], atol=1e-3)
+    assert double.test["top1"] == single.test["top1"]
