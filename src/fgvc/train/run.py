@@ -4,8 +4,8 @@ then Lightning trains, then the best checkpoint is evaluated on val and test."""
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -128,7 +128,13 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         splits = load_data(cfg.data)
         model, weights_report = build_network(cfg, splits.num_classes, pretrained=not resume)
+        launched_rank = ddp_child_folder()
+        if launched_rank is not None:  # a DDP rank that Lightning started: rank 0 owns the folder
+            return _fit_and_evaluate(cfg, launched_rank, splits, model, weights_report, callbacks, progress,
+                                     stop_request, launched_rank.checkpoint(checkpoint) if resume else None,
+                                     start_epoch)
         folder = folder or RunFolder.claim(cfg.run_dir)
+        os.environ[RUN_DIR_ENV] = str(folder.path)  # ranks Lightning launches as new processes inherit it
         with folder.exclusive(), recorded(folder, stop_request, resume_hint(folder)):
             if not resume:
                 folder.write_header(cfg.to_yaml(), splits.class_names)
@@ -177,6 +183,17 @@ def _fit_and_evaluate(cfg: ExperimentConfig, folder: RunFolder, splits: DataSpli
             metrics[split] = evaluate_split(trained, split, splits=splits)
     finish_run_folder(folder.path, metrics, splits.class_names)
     return RunResult(folder.path, metrics)
+
+
+RUN_DIR_ENV = "FGVC_RUN_DIR"
+
+
+def ddp_child_folder() -> Optional[RunFolder]:
+    """The run folder of rank 0 in a DDP rank that Lightning launched as a new process (it reruns the
+    command with LOCAL_RANK / NODE_RANK set); None in rank 0 and in single-process runs."""
+    rank = int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
+    path = os.environ.get(RUN_DIR_ENV)
+    return RunFolder(path) if rank > 0 and path else None
 
 
 def resume_hint(folder: RunFolder) -> str:
