@@ -4,13 +4,14 @@ then Lightning trains, then the best checkpoint is evaluated on val and test."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import lightning as L
 import torch
@@ -134,8 +135,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
                                      stop_request, launched_rank.checkpoint(checkpoint) if resume else None,
                                      start_epoch)
         folder = folder or RunFolder.claim(cfg.run_dir)
-        os.environ[RUN_DIR_ENV] = str(folder.path)  # ranks Lightning launches as new processes inherit it
-        with folder.exclusive(), recorded(folder, stop_request, resume_hint(folder)):
+        with folder.exclusive(), recorded(folder, stop_request, resume_hint(folder)), shared_with_ranks(folder):
             if not resume:
                 folder.write_header(cfg.to_yaml(), splits.class_names)
             return _fit_and_evaluate(cfg, folder, splits, model, weights_report, callbacks, progress, stop_request,
@@ -194,6 +194,20 @@ def ddp_child_folder() -> Optional[RunFolder]:
     rank = int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
     path = os.environ.get(RUN_DIR_ENV)
     return RunFolder(path) if rank > 0 and path else None
+
+
+@contextlib.contextmanager
+def shared_with_ranks(folder: RunFolder) -> Iterator[None]:
+    """Name the run folder in the environment while the run goes, for the ranks Lightning launches."""
+    before = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(folder.path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = before
 
 
 def resume_hint(folder: RunFolder) -> str:
