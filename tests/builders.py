@@ -279,3 +279,19 @@ def make_tiny_stable_diffusion(folder: Path) -> Path:
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder / "pipeline")
     return folder / "pipeline"
+
+
+def write_colour_config(path: Path, colour_data: Path, runs: Path, workers: int = 0, epochs: int = 1,
+                        batch_size: int = 8, hflip: float = 0.0, strategy: str = "{name: full}",
+                        schedule: str = "{name: none}") -> Path:
+    """A YAML experiment on the colour fixture with a tiny random resnet10t (for `fgvc` subprocesses)."""
+    path.write_text(f"""
+data: {{name: image_folder, root: {colour_data / 'train'}, test_root: {colour_data / 'test'}, val_fraction: 0.25,
+       num_workers: {workers}, transforms: {{resize: 24, crop: 24, hflip: {hflip}}}}}
+model: {{name: resnet10t, pretrained: false}}
+strategy: {strategy}
+train: {{epochs: {epochs}, batch_size: {batch_size}}}
+schedule: {schedule}
+output: {{dir: {runs}}}
+""")
+    return path

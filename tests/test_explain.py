@@ -21,14 +21,17 @@ from fgvc.train.run import train
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def cnn_run(tmp_path_factory, colour_data):
-    out = tmp_path_factory.mktemp("cnn")
-    overrides = [
+def one_epoch_at_32px(colour_data, out, model: str, name: str) -> list[str]:
+    return [
         "data.name=image_folder", f"data.root={colour_data / 'train'}", f"data.test_root={colour_data / 'test'}",
         "data.val_fraction=0.25", "data.num_workers=0", "data.transforms.resize=32", "data.transforms.crop=32",
-        "model.name=resnet10t", "model.pretrained=false", "train.epochs=1", "train.batch_size=8",
-        f"output.dir={out}", "output.name=cnn"]
+        f"model.name={model}", "model.pretrained=false", "train.epochs=1", "train.batch_size=8",
+        f"output.dir={out}", f"output.name={name}"]
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory, colour_data):
+    overrides = one_epoch_at_32px(colour_data, tmp_path_factory.mktemp("cnn"), "resnet10t", "cnn")
     return train(load_config(None, overrides), progress=False).run_dir, overrides
 
 
@@ -101,12 +104,7 @@ def test_gallery_picks_spread_over_classes():
 
 @pytest.fixture(scope="module")
 def efficientnet_run(tmp_path_factory, colour_data):
-    out = tmp_path_factory.mktemp("effnet")
-    overrides = [
-        "data.name=image_folder", f"data.root={colour_data / 'train'}", f"data.test_root={colour_data / 'test'}",
-        "data.val_fraction=0.25", "data.num_workers=0", "data.transforms.resize=32", "data.transforms.crop=32",
-        "model.name=tf_efficientnet_lite0", "model.pretrained=false", "train.epochs=1", "train.batch_size=8",
-        f"output.dir={out}", "output.name=effnet"]
+    overrides = one_epoch_at_32px(colour_data, tmp_path_factory.mktemp("effnet"), "tf_efficientnet_lite0", "effnet")
     return train(load_config(None, overrides), progress=False).run_dir
 
 

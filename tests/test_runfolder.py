@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import write_colour_config
 
 from fgvc.data.images import ImageList
 from fgvc.evaluate.predict import write_predictions_csv
@@ -46,15 +47,7 @@ def test_a_folder_of_an_older_run_is_skipped_and_an_empty_one_reused(tmp_path):
 
 def test_cli_trains_started_together_get_their_own_folders(colour_data, tmp_path):
     """Three `fgvc train` of one config at once: three folders, each with its own complete run."""
-    config = tmp_path / "exp.yaml"
-    config.write_text(f"""
-data: {{name: image_folder, root: {colour_data / 'train'}, test_root: {colour_data / 'test'}, val_fraction: 0.25,
-       num_workers: 0, transforms: {{resize: 24, crop: 24}}}}
-model: {{name: resnet10t, pretrained: false}}
-train: {{epochs: 1, batch_size: 8}}
-schedule: {{name: none}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+    config = write_colour_config(tmp_path / "exp.yaml", colour_data, tmp_path / "runs")
     fgvc = Path(sys.executable).parent / "fgvc"
     env = {**os.environ, "COLUMNS": "1000"}  # one line per message
     procs = [subprocess.Popen([str(fgvc), "train", str(config), "--no-progress"], stdout=subprocess.PIPE,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from builders import write_colour_config
 
 from fgvc.config import load_config
 from fgvc.runfolder import RunFolder
@@ -86,15 +87,8 @@ def _start_cli_run(config_path, env):
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_run_promptly_and_says_how_to_resume(colour_data, tmp_path, signum, code):
-    config = tmp_path / "exp.yaml"
-    config.write_text(f"""
-data: {{name: image_folder, root: {colour_data / 'train'}, test_root: {colour_data / 'test'}, val_fraction: 0.25,
-       num_workers: 2, transforms: {{resize: 24, crop: 24}}}}
-model: {{name: resnet10t, pretrained: false}}
-train: {{epochs: 200, batch_size: 4}}
-schedule: {{name: none}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+    config = write_colour_config(tmp_path / "exp.yaml", colour_data, tmp_path / "runs", workers=2, epochs=200,
+                                 batch_size=4)
     proc = _start_cli_run(config, {**os.environ, "COLUMNS": "1000"})
     folder = RunFolder(tmp_path / "runs" / "exp")
     deadline = time.time() + 120
@@ -123,17 +117,9 @@ output: {{dir: {tmp_path / 'runs'}}}
 def test_resume_after_kill_9_in_another_process_matches(colour_data, tmp_path):
     """The demo's failure: a real `kill -9` after an epoch, then `fgvc train --resume`, with workers."""
     def write(name):
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(f"""
-data: {{name: image_folder, root: {colour_data / 'train'}, test_root: {colour_data / 'test'}, val_fraction: 0.25,
-       num_workers: 2, transforms: {{resize: 24, crop: 24, hflip: 0.5}}}}
-model: {{name: resnet10t, pretrained: false}}
-strategy: {{name: partial, unfreeze_last: 2}}
-train: {{epochs: 3, batch_size: 4}}
-schedule: {{name: cosine, warmup_epochs: 1}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
-        return path
+        return write_colour_config(tmp_path / f"{name}.yaml", colour_data, tmp_path / "runs", workers=2, epochs=3,
+                                   batch_size=4, hflip=0.5, strategy="{name: partial, unfreeze_last: 2}",
+                                   schedule="{name: cosine, warmup_epochs: 1}")
 
     env = {**os.environ, "COLUMNS": "1000"}
     whole = _start_cli_run(write("whole"), env)
