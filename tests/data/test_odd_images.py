@@ -90,7 +90,7 @@ def test_verify_notes_odd_files_without_failing(tmp_path):
     (tmp_path / "exp.yaml").write_text(f"data: {{name: image_folder, root: {tmp_path / 'train'}, val_fraction: 0}}\n")
     cli = runner.invoke(app, ["data", "verify", str(tmp_path / "exp.yaml"), "--strict", "--out", str(tmp_path / "r.json")])
     assert cli.exit_code == 0, cli.output
-    assert "odd but readable" in cli.output and "PNG content named .jpg" in cli.output
+    assert "odd but readable" in cli.output and "PNG content named .jpg: 1 image (really_png.jpg)" in cli.output
 
 
 def test_verify_counts_an_unlabelled_kaggle_test_folder(tmp_path):

@@ -92,11 +92,14 @@ def _print_verify(report, name: str) -> None:
         for dup in report.repeats[:10]:
             console.print("  " + "  ==  ".join(p for _, p in dup.images), highlight=False)
     if report.notes:
-        console.print(f"notes on {len({n.image for n in report.notes})} odd but readable images (not errors):")
-        for note in report.notes[:20]:
-            console.print(f"  [{note.split}] {note.image}: {note.note}", highlight=False)
-        if len(report.notes) > 20:
-            console.print(f"  ... and {len(report.notes) - 20} more in the JSON report")
+        by_kind: dict[str, list] = {}
+        for note in report.notes:
+            by_kind.setdefault(note.note, []).append(note)
+        console.print(f"notes on {len({n.image for n in report.notes})} odd but readable images (not errors; "
+                      "every one is in the JSON report):")
+        for kind, notes in by_kind.items():
+            examples = ", ".join(Path(n.image).name for n in notes[:3]) + (", ..." if len(notes) > 3 else "")
+            console.print(f"  {kind}: {len(notes)} image{'s' if len(notes) > 1 else ''} ({examples})", highlight=False)
     if report.ok:
         console.print("[green]no unreadable files, no duplicates across splits, no label conflicts[/]")
 
