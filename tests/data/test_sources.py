@@ -18,7 +18,8 @@ from builders import (
     write_image,
 )
 
-from fgvc.config import CsvConfig, DataConfig
+from fgvc.config import CsvConfig, DataConfig, load_config
+from fgvc.errors import ConfigError
 from fgvc.data import load_data, load_source
 from fgvc.data.sources.cub import load_cub200
 from fgvc.data.sources.elpv import GRADE_NAMES, load_elpv
@@ -213,6 +214,21 @@ def test_elpv_fixture_grades_types_and_fixed_split(tmp_path):
     assert set(by_type.train.meta["grade"].tolist()) == {0, 1, 2, 3}
 
 
+def test_elpv_binary_task_and_movable_test_split(tmp_path):
+    make_elpv(tmp_path)
+    fixed = load_elpv(tmp_path)
+    binary = load_elpv(tmp_path, label="binary")
+    assert binary.class_names == ["functional", "defective"]
+    assert binary.test.paths == fixed.test.paths  # the same cells, another label
+    assert binary.test.labels.tolist() == (fixed.test.labels >= 2).astype(int).tolist()
+    moved = load_elpv(tmp_path, test_split_seed=7)
+    assert moved.test.paths != fixed.test.paths and len(moved.test) == len(fixed.test)
+    assert moved.test.class_counts().tolist() == [2, 2, 2, 2]  # still stratified
+    assert load_elpv(tmp_path, test_split_seed=7).test.paths == moved.test.paths
+    with pytest.raises(ConfigError, match="only elpv draws its own test split"):
+        load_config(None, ["data.name=cub200", "data.test_split_seed=3"])
+
+
 def test_elpv_packaged_real_data():
     """The real 2,624 images the pip package ships: counts per grade and type."""
     parts = load_elpv()
@@ -220,6 +236,8 @@ def test_elpv_packaged_real_data():
     assert total == 2624
     counts = parts.train.class_counts() + parts.test.class_counts()
     assert counts.tolist() == [1508, 295, 106, 715]
+    binary = load_elpv(label="binary")
+    assert (binary.train.class_counts() + binary.test.class_counts()).tolist() == [1508 + 295, 106 + 715]
     assert abs(len(parts.test) / total - 0.25) < 0.01
     # test proportions follow the whole data set's (stratified)
     assert np.allclose(parts.test.class_counts() / len(parts.test), counts / total, atol=0.01)

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 from PIL import Image
 
@@ -53,3 +54,25 @@ def test_trivialaugment_and_colour_jitter():
         TransformConfig(color_jitter=0.4, resize=32, crop=32), resolve_normalization(TransformConfig(), ModelConfig()), train=True
     )
     assert "ColorJitter" in [type(t).__name__ for t in jitter.transforms]
+
+
+def test_rot90_reaches_every_rotation_and_is_seeded():
+    import random
+
+    from PIL import Image
+
+    from fgvc.data.transforms import RandomRot90
+
+    image = Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4))
+    turn = RandomRot90(1.0)
+    seen = set()
+    for seed in range(40):
+        random.seed(seed)
+        seen.add(np.asarray(turn(image)).tobytes())
+    expected = {np.ascontiguousarray(np.rot90(np.asarray(image), k)).tobytes() for k in (1, 2, 3)}
+    assert seen == expected  # p=1: always turned, by each of 90, 180, 270 degrees
+    random.seed(3)
+    first = np.asarray(turn(image))
+    random.seed(3)
+    assert np.array_equal(first, np.asarray(turn(image)))
+    assert RandomRot90(0.0)(image) is image

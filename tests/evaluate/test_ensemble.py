@@ -1,10 +1,14 @@
 import json
 
+import numpy as np
+import torch
+
 import pytest
 from typer.testing import CliRunner
 
 from fgvc.cli import app
 from fgvc.config import load_config
+from fgvc.evaluate.diversity import diversity
 from fgvc.evaluate.ensemble import ensemble_runs
 from fgvc.evaluate.runs import evaluate_split, load_trained
 from fgvc.train.run import train
@@ -50,3 +54,34 @@ def test_tta_views_change_predictions_but_not_shapes(two_runs):
     tta = evaluate_split(run, "test", write=False)
     assert tta["n"] == plain["n"] == 12
     assert len(tta["confusion_matrix"]) == 3
+
+
+def test_diversity_of_members():
+    targets = torch.tensor([0, 1, 2, 0, 1, 2])
+    same = diversity([torch.tensor([0, 1, 2, 0, 1, 1])] * 2, targets)
+    assert same["disagreement"] == 0.0 and same["error_correlation"] == pytest.approx(1.0)
+    a, b = torch.tensor([0, 1, 2, 0, 0, 0]), torch.tensor([1, 1, 2, 0, 1, 2])  # a errs on 4 and 5, b on 0
+    d = diversity([a, b], targets)
+    assert d["pairs"] == 1 and d["disagreement"] == pytest.approx(3 / 6)
+    ea, eb = np.array([0, 0, 0, 0, 1, 1.0]), np.array([1, 0, 0, 0, 0, 0.0])
+    assert d["error_correlation"] == pytest.approx(np.corrcoef(ea, eb)[0, 1])
+    assert diversity([a], targets)["disagreement"] is None
+
+
+def test_ensemble_reports_diversity_and_d4_tta(two_runs):
+    a, b = two_runs
+    result = ensemble_runs([a.run_dir, b.run_dir], tta=["d4"])
+    assert 0 <= result["diversity"]["disagreement"] <= 1 and result["diversity"]["pairs"] == 1
+    cli = runner.invoke(app, ["ensemble", str(a.run_dir), str(b.run_dir), "--tta", "d4"])
+    assert cli.exit_code == 0, cli.output
+    assert "diversity over 1 member pairs: disagreement" in cli.output
+
+
+def test_d4_views_are_the_eight_symmetries():
+    from fgvc.evaluate.predict import tta_views
+
+    batch = torch.arange(9.0).view(1, 1, 3, 3)
+    views = tta_views(batch, ["d4"])
+    assert len(views) == 8 and len({tuple(v.flatten().tolist()) for v in views}) == 8
+    assert torch.equal(views[0], batch) and torch.equal(views[4], batch.flip(-1))
+    assert len(tta_views(batch, ["flip"])) == 2 and len(tta_views(batch, [])) == 1

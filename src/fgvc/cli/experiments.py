@@ -101,7 +101,7 @@ def sweep_command(
 def ensemble_command(
     runs: List[Path] = typer.Argument(..., help="run folders to combine"),
     split: str = typer.Option("test", help="val or test"),
-    tta: str = typer.Option("", help="test-time views: flip, crops or flip,crops"),
+    tta: str = typer.Option("", help="test-time views: flip, d4 (flips and 90-degree rotations), crops; comma-separated"),
     combine: str = typer.Option("probs", help="average probs or logits"),
     out: Optional[Path] = typer.Option(None, help="folder for ensemble.json and predictions"),
 ) -> None:
@@ -109,9 +109,9 @@ def ensemble_command(
     from fgvc.evaluate.ensemble import ensemble_runs
 
     views = [v.strip() for v in tta.split(",") if v.strip()]
-    unknown = sorted(set(views) - {"flip", "crops"})
+    unknown = sorted(set(views) - {"flip", "d4", "crops"})
     if unknown or combine not in ("probs", "logits"):
-        raise FgvcError(f"--tta takes flip and/or crops (got {unknown}); --combine takes probs or logits")
+        raise FgvcError(f"--tta takes flip, d4 and/or crops (got {unknown}); --combine takes probs or logits")
     result = ensemble_runs(runs, split, views, combine, out)
     table = Table(title=f"{len(runs)} runs on {split}, tta={views or 'none'}, averaging {combine}")
     for column in ("metric", "members' mean", "ensemble"):
@@ -119,6 +119,11 @@ def ensemble_command(
     for key, value in result["members_mean"].items():
         table.add_row(key, f"{value:.4f}", f"{result['ensemble'][key]:.4f}")
     console.print(table)
+    d = result["diversity"]
+    if d["pairs"]:
+        correlation = f"{d['error_correlation']:.3f}" if d["error_correlation"] is not None else "undefined"
+        console.print(f"diversity over {d['pairs']} member pairs: disagreement {d['disagreement']:.3f}, "
+                      f"error correlation {correlation}", highlight=False)
 
 
 @app.command("report")

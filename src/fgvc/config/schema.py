@@ -27,7 +27,7 @@ DatasetName = Literal[
 
 # Which values of `data.label` each data set understands (the first is the default).
 LABEL_CHOICES: dict[str, tuple[str, ...]] = {
-    "elpv": ("grade", "type"),
+    "elpv": ("grade", "binary", "type"),
     "fgvc_aircraft": ("variant", "family", "manufacturer"),
 }
 
@@ -63,6 +63,8 @@ class TransformConfig(Section):
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = Field(0.5, ge=0, le=1)
     vflip: float = Field(0.0, ge=0, le=1)
+    rot90: float = Field(0.0, ge=0, le=1, description="probability of a random 90/180/270-degree rotation; "
+                                                      "with hflip and vflip at 0.5: the whole D4 group (square cells)")
     auto_augment: Optional[str] = None
     color_jitter: float = Field(0.0, ge=0)
     re_prob: float = Field(0.0, ge=0, le=1, description="random erasing probability")
@@ -149,6 +151,9 @@ class DataConfig(Section):
     csv: CsvConfig = Field(default_factory=CsvConfig)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     split_seed: int = Field(0, description="seed of the train/val split, kept apart from the training seed")
+    test_split_seed: Optional[int] = Field(
+        None, description="elpv: draw the 25% test split with this seed (split-to-split variance); null: the fixed split"
+    )
     limit_per_class: Optional[int] = Field(None, gt=0, description="keep at most N training images per class")
     folds: Optional[int] = Field(None, ge=2, description="k-fold: split the training part into this many folds")
     fold: Optional[int] = Field(None, ge=0, description="k-fold: which fold is the val split (0-based)")
@@ -170,6 +175,13 @@ class DataConfig(Section):
                 raise ValueError(f"label {label!r} is not one of {list(choices)} for {name}")
         return label
 
+
+    @field_validator("test_split_seed")
+    @classmethod
+    def _test_split_movable(cls, seed: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if seed is not None and info.data.get("name") != "elpv":
+            raise ValueError(f"only elpv draws its own test split; {info.data.get('name')} has an official one")
+        return seed
 
     @field_validator("fold")
     @classmethod
@@ -294,7 +306,8 @@ class EvalConfig(Section):
     batch_size: int = Field(64, ge=1)
     split: Literal["val", "test"] = "test"
     top_k: int = Field(5, ge=1)
-    tta: list[Literal["flip", "crops"]] = Field(default_factory=list)
+    tta: list[Literal["flip", "d4", "crops"]] = Field(
+        default_factory=list, description="flip: + mirror; d4: the 8 flips and 90-degree rotations; crops: five crops")
 
 
 class OutputConfig(Section):

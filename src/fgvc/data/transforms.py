@@ -7,9 +7,12 @@ mean = std = 0.5; ImageNet statistics make its predictions clearly worse).
 
 from __future__ import annotations
 
+import random
+
 from dataclasses import dataclass
 from typing import Callable
 
+from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from timm.models import get_pretrained_cfg
 from torchvision import transforms as T
@@ -38,6 +41,24 @@ def resolve_normalization(tcfg: TransformConfig, model: ModelConfig) -> Normaliz
     else:
         source = "ImageNet defaults"
     return Normalization(tuple(mean), tuple(std), interpolation, source)
+
+
+class RandomRot90:
+    """With probability ``p``, rotate a PIL image by 90, 180 or 270 degrees (drawn from python's
+    ``random``, which the data loader seeds per sample). With horizontal and vertical flips at 0.5
+    this draws from the whole symmetry group D4 of a square, e.g. a solar cell with no up or down."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def __call__(self, image):
+        if self.p <= 0 or random.random() >= self.p:
+            return image
+        turns = (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
+        return image.transpose(turns[random.randrange(3)])
+
+    def __repr__(self) -> str:
+        return f"RandomRot90(p={self.p})"
 
 
 def build_transform(tcfg: TransformConfig, norm: Normalization, train: bool) -> Callable:
@@ -75,4 +96,5 @@ def build_transform(tcfg: TransformConfig, norm: Normalization, train: bool) -> 
     )
     # timm has no TrivialAugment; torchvision's TrivialAugmentWide slots in where timm puts its policies.
     middle = [T.TrivialAugmentWide()] if trivial else list(secondary.transforms)
-    return T.Compose(list(primary.transforms) + middle + list(final.transforms))
+    rotate = [RandomRot90(tcfg.rot90)] if tcfg.rot90 > 0 else []
+    return T.Compose(list(primary.transforms) + rotate + middle + list(final.transforms))

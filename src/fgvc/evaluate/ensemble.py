@@ -10,6 +10,7 @@ import torch
 
 from fgvc.data import load_data
 from fgvc.errors import FgvcError
+from fgvc.evaluate.diversity import diversity
 from fgvc.evaluate.metrics import compute_metrics, headline
 from fgvc.evaluate.predict import predict_logits, write_predictions_csv
 from fgvc.evaluate.runs import load_trained
@@ -46,6 +47,7 @@ def ensemble_runs(run_dirs: Sequence[Path], split: str = "test", tta: Sequence[s
         "split": split, "tta": list(tta), "combine": combine, "members": members,
         "members_mean": {k: sum(m[k] for m in members) / len(members) for k in headline(members[0]) if k != "n"},
         "ensemble": compute_metrics(probs, targets, first.class_names, first.cfg.eval.top_k),
+        "diversity": diversity([member.argmax(-1) for member in stacked], targets),
     }
     if out is not None:
         out = Path(out)

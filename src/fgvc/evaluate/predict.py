@@ -31,13 +31,23 @@ class FiveCropViews:
         return torch.stack([self.finish(view) for view in self.five(self.resize(image))])
 
 
+def tta_views(batch: torch.Tensor, tta: Sequence[str]) -> list[torch.Tensor]:
+    """The test-time views of a batch: itself; + its mirror (``flip``); or the 8 elements of D4
+    (``d4``: 4 rotations by 90 degrees of the image and of its mirror)."""
+    if "d4" in tta:
+        return [torch.rot90(view, k, dims=(-2, -1)) for view in (batch, batch.flip(-1)) for k in range(4)]
+    if "flip" in tta:
+        return [batch, batch.flip(-1)]
+    return [batch]
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, images: ImageList, transform: Callable, batch_size: int = 64, num_workers: int = 0,
     device: Optional[torch.device] = None, tta: Sequence[str] = (), channels_last: bool = False,
 ) -> torch.Tensor:
     """Logits (N x C) in the order of ``images``, averaged over test-time views: ``flip`` adds the
-    mirrored image, ``crops`` needs ``transform`` to return several views per image (FiveCropViews)."""
+    mirrored image, ``d4`` the 8 flips and rotations, ``crops`` needs ``transform`` to return several views per image (FiveCropViews)."""
     device = device or next(model.parameters()).device
     model.eval()
     loader = DataLoader(SeededImageDataset(images, transform, seed=0), batch_size=batch_size, shuffle=False,
@@ -45,16 +55,13 @@ def predict_logits(
     outputs = []
     for batch, _ in loader:
         batch = batch.to(device)
-        views = 1
+        crops = 1
         if batch.ndim == 5:  # (B, V, C, H, W): several crops per image
-            views = batch.shape[1]
+            crops = batch.shape[1]
             batch = batch.flatten(0, 1)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        logits = model(batch).float()
-        if "flip" in tta:
-            logits = (logits + model(batch.flip(-1)).float()) / 2
-        outputs.append(logits.view(-1, views, logits.shape[-1]).mean(1).cpu())
+        views = [v.contiguous(memory_format=torch.channels_last) if channels_last else v for v in tta_views(batch, tta)]
+        logits = torch.stack([model(v).float() for v in views]).mean(0)
+        outputs.append(logits.view(-1, crops, logits.shape[-1]).mean(1).cpu())
     return torch.cat(outputs) if outputs else torch.zeros(0, len(images.class_names))
 
 

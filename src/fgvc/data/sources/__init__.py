@@ -23,7 +23,7 @@ __all__ = ["SourceParts", "load_source"]
 def load_source(cfg: DataConfig) -> SourceParts:
     """Read the data set named by ``cfg.name`` from ``cfg.root``."""
     loaders = {
-        "elpv": lambda: load_elpv(cfg.root, cfg.label or "grade"),
+        "elpv": lambda: load_elpv(cfg.root, cfg.label or "grade", cfg.test_split_seed),
         "cub200": lambda: load_cub200(cfg.root, crop_to_box=cfg.crop_to_box),
         "stanford_dogs": lambda: load_stanford_dogs(cfg.root),
         "flowers102": lambda: load_flowers102(cfg.root, download=cfg.download, official_val=cfg.official_val),

@@ -2,8 +2,10 @@
 
 Each 300x300 grey cell is graded by experts with a defect probability of 0, 1/3, 2/3 or 1 and typed
 mono- or polycrystalline. The default label is the grade (4 imbalanced, subtly different classes);
-``data.label: type`` learns the cell type instead. The official data set has no split, so a fixed
-stratified test split (25%, stratified by grade and type) is drawn with a constant seed.
+``data.label: binary`` learns functional (probability < 0.5) against defective (>= 0.5), the
+published binary task; ``data.label: type`` learns the cell type. The official data set has no
+split, so a fixed stratified test split (25%, stratified by grade and type) is drawn with a constant
+seed; ``data.test_split_seed`` draws another one, for split-to-split variance.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fgvc.errors import DataError
 GRADES = {"0.0": 0, "0.3333333333333333": 1, "0.6666666666666666": 2, "1.0": 3}
 GRADE_NAMES = ["functional", "possibly_defective", "likely_defective", "defective"]
 TYPE_NAMES = ["mono", "poly"]
+BINARY_NAMES = ["functional", "defective"]  # defect probability < 0.5 / >= 0.5
 TEST_FRACTION = 0.25
 TEST_SEED = 2624  # fixed: the ELPV test split never changes with the experiment's seeds
 HINT = "Install it with `pip install elpv-dataset`, or point data.root at a folder holding labels.csv and images/."
@@ -46,8 +49,9 @@ def _grade(value: str, where: str) -> int:
     return grade
 
 
-def load_elpv(root: Optional[Path] = None, label: str = "grade") -> SourceParts:
-    """ELPV with a fixed stratified 75/25 train/test split; class = defect grade or cell type."""
+def load_elpv(root: Optional[Path] = None, label: str = "grade", test_split_seed: Optional[int] = None) -> SourceParts:
+    """ELPV with a stratified 75/25 train/test split (fixed unless ``test_split_seed``); class = defect
+    grade, binary defective or not, or cell type."""
     root = require_root(root or packaged_root(), "ELPV", HINT)
     require_files(root, ["labels.csv", "images"], "ELPV", HINT)
     rows = read_table(root / "labels.csv", 3)
@@ -58,13 +62,16 @@ def load_elpv(root: Optional[Path] = None, label: str = "grade") -> SourceParts:
             raise DataError(f"ELPV: labels.csv line {number}: cell type {cell_type!r} is not mono or poly")
         types.append(TYPE_NAMES.index(cell_type.strip()))
     types = np.array(types)
+    names, labels = {"grade": (GRADE_NAMES, grades), "binary": (BINARY_NAMES, (grades >= 2).astype(np.int64)),
+                      "type": (TYPE_NAMES, types)}[label]
     whole = ImageList(
-        class_names=GRADE_NAMES if label == "grade" else TYPE_NAMES,
-        labels=grades if label == "grade" else types,
+        class_names=names,
+        labels=labels,
         paths=[root / path for path, _, _ in rows],
         meta={"grade": grades, "type": np.array(TYPE_NAMES)[types]},
         name="elpv",
     )
     # Stratify by grade x type, so both labels keep their proportions in train and test.
-    train_idx, test_idx = stratified_split(grades * 2 + types, TEST_FRACTION, TEST_SEED)
+    seed = TEST_SEED if test_split_seed is None else test_split_seed
+    train_idx, test_idx = stratified_split(grades * 2 + types, TEST_FRACTION, seed)
     return SourceParts(train=whole.subset(train_idx, "elpv/train"), test=whole.subset(test_idx, "elpv/test"))
