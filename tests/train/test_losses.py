@@ -41,3 +41,16 @@ def test_balanced_weights_match_sklearn():
     w = torch.tensor(expected, dtype=torch.float32)
     logits, targets = LOGITS[:, :3], TARGETS % 3
     assert torch.allclose(weighted(logits, targets), F.cross_entropy(logits, targets, weight=w))
+
+
+def test_sqrt_class_weights_are_the_root_of_balanced():
+    from fgvc.config import LossConfig
+    from fgvc.train.losses import class_weights
+
+    counts = np.array([80, 15, 5])
+    balanced = balanced_class_weights(counts)
+    assert torch.allclose(class_weights(counts, "sqrt"), balanced.sqrt())
+    assert class_weights(counts, "none") is None
+    loss = build_loss(LossConfig(name="ce", class_weights="sqrt"), counts)
+    logits, target = torch.tensor([[2.0, 0, 0], [2.0, 0, 0]]), torch.tensor([0, 2])  # the rare class is wrong
+    assert float(loss(logits, target)) > float(build_loss(LossConfig(name="ce"), counts)(logits, target))

@@ -273,7 +273,8 @@ class LossConfig(Section):
     smoothing: float = Field(0.1, ge=0, lt=1)
     focal_gamma: float = Field(2.0, ge=0)
     focal_alpha: Optional[float] = Field(None, ge=0, le=1)
-    class_weights: Literal["none", "balanced"] = "none"
+    class_weights: Literal["none", "balanced", "sqrt"] = Field(
+        "none", description="balanced: n / (k * count) per class; sqrt: its square root (milder)")
 
 
 class TrainConfig(Section):

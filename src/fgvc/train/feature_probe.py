@@ -29,7 +29,7 @@ from fgvc.models.strategies import count_parameters
 from fgvc.report.html import finish_run_folder
 from fgvc.runfolder import RunFolder
 from fgvc.train.feature_cache import FeatureCache, cache_key, extract_features
-from fgvc.train.losses import build_loss
+from fgvc.train.losses import build_loss, class_weights
 from fgvc.train.optim import build_optimizer
 
 
@@ -107,8 +107,10 @@ def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor
     """scikit-learn's multinomial logistic regression, turned into an equivalent nn.Linear."""
     from sklearn.linear_model import LogisticRegression
 
+    weights = class_weights(np.bincount(y.numpy(), minlength=classes), cfg.loss.class_weights)
     model = LogisticRegression(C=cfg.strategy.probe_c, max_iter=2000, random_state=cfg.seed,
-                               class_weight="balanced" if cfg.loss.class_weights == "balanced" else None)
+                               class_weight=None if weights is None else
+                               {c: float(w) for c, w in enumerate(weights) if w > 0})
     model.fit(x.numpy(), y.numpy())
     weight = np.zeros((classes, x.shape[1]), dtype=np.float32)
     bias = np.zeros(classes, dtype=np.float32)

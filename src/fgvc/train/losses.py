@@ -24,6 +24,15 @@ def balanced_class_weights(class_counts: np.ndarray) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def class_weights(class_counts: np.ndarray, kind: str) -> Optional[torch.Tensor]:
+    """Per-class loss weights: ``balanced`` (n / (k * count)), ``sqrt`` (its square root: a milder
+    correction that trades less top-1 for macro recall), or None for ``none``."""
+    if kind == "none":
+        return None
+    weights = balanced_class_weights(class_counts)
+    return weights.sqrt() if kind == "sqrt" else weights
+
+
 def _soft(target: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
     if target.dtype.is_floating_point:
         return target
@@ -74,7 +83,7 @@ class FocalLoss(nn.Module):
 
 def build_loss(cfg: LossConfig, class_counts: np.ndarray) -> nn.Module:
     """The configured loss; ``soft_target`` is plain CE on mixup's soft labels."""
-    weight = balanced_class_weights(class_counts) if cfg.class_weights == "balanced" else None
+    weight = class_weights(class_counts, cfg.class_weights)
     if cfg.name == "focal":
         return FocalLoss(cfg.focal_gamma, cfg.focal_alpha, weight=weight)
     smoothing = cfg.smoothing if cfg.name == "label_smoothing" else 0.0
