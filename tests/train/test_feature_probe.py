@@ -98,3 +98,24 @@ def test_probe_honours_optim_and_schedule(probe_overrides):
     with pytest.raises(ConfigError, match="schedule.name 'step' is not supported by strategy.name=features"):
         train(cfg, progress=False)
     assert not cfg.run_dir.exists()  # rejected before a folder is claimed
+
+
+def test_logistic_regression_c_chosen_on_val(probe_overrides):
+    from fgvc.errors import ConfigError
+    from fgvc.train.feature_probe import PROBE_C_GRID
+
+    auto = train(load_config(None, probe_overrides + ["strategy.probe_head=logreg", "strategy.probe_c=auto",
+                                                      "output.name=auto"]), progress=False)
+    rows = list(csv.DictReader((auto.run_dir / "history.csv").open()))
+    assert [float(r["probe_c"]) for r in rows] == list(PROBE_C_GRID)
+    best = min(rows, key=lambda r: float(r["val/loss"]))
+    assert auto.metrics["probe_c"] == float(best["probe_c"]) and best["chosen"] == "1"
+    fixed = train(load_config(None, probe_overrides + ["strategy.probe_head=logreg",
+                                                       f"strategy.probe_c={auto.metrics['probe_c']}",
+                                                       "output.name=fixed"]), progress=False)
+    assert fixed.metrics["val"]["ece"] == pytest.approx(auto.metrics["val"]["ece"])  # the same model
+    with pytest.raises(ConfigError, match="probe_c: auto chooses C on the val split"):
+        train(load_config(None, probe_overrides + ["strategy.probe_head=logreg", "strategy.probe_c=auto",
+                                                   "data.val_fraction=0", "output.name=noval"]), progress=False)
+    with pytest.raises(Exception, match="probe_c must be positive or auto"):
+        load_config(None, ["strategy.probe_c=-1"])

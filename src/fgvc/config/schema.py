@@ -240,8 +240,18 @@ class StrategyConfig(Section):
         "linear", description="features: torch linear / MLP head, or scikit-learn logistic regression"
     )
     probe_hidden: int = Field(256, ge=1, description="features: MLP hidden width")
-    probe_c: float = Field(1.0, gt=0, description="features: inverse regularisation of logistic regression")
+    probe_c: Union[Literal["auto"], float] = Field(
+        1.0, description="features, logreg: inverse regularisation; auto: chosen from a grid by the val split's log-loss"
+    )
     feature_views: int = Field(0, ge=0, description="features: 0 = one plain view; N = N augmented views per image")
+
+
+    @field_validator("probe_c")
+    @classmethod
+    def _c_positive(cls, value):
+        if value != "auto" and not value > 0:
+            raise ValueError(f"probe_c must be positive or auto (got {value})")
+        return value
 
 
 class OptimConfig(Section):

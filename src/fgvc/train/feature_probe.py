@@ -47,7 +47,7 @@ def train_head(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes:
         y = y.repeat(x.shape[0])
         x = x.reshape(-1, x.shape[-1])
     if cfg.strategy.probe_head == "logreg":
-        return _logistic_regression(cfg, x, y, classes), []
+        return _logistic_regression(cfg, x, y, classes, val)
     head = _head_module(cfg, x.shape[1], classes)
     loss_fn = build_loss(cfg.loss, np.bincount(y.numpy(), minlength=classes))
     optimizer = build_optimizer([{"params": list(head.parameters()), "lr": cfg.optim.lr,
@@ -103,14 +103,40 @@ def probe_lr_factor(cfg: ExperimentConfig, steps_per_epoch: int):
     return factor
 
 
-def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes: int) -> nn.Module:
-    """scikit-learn's multinomial logistic regression, turned into an equivalent nn.Linear."""
+PROBE_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes: int,
+                         val: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[nn.Module, list[dict]]:
+    """scikit-learn's multinomial logistic regression, turned into an equivalent nn.Linear. With
+    ``strategy.probe_c: auto`` each C of a grid is fitted on train and the one with the lowest val
+    log-loss (a proper score, steadier than accuracy on a small val split) is kept; the history then
+    has one row per C."""
+    if cfg.strategy.probe_c != "auto":
+        return _fit_logreg(cfg, cfg.strategy.probe_c, x, y, classes), []
+    if val is None or not len(val[1]):
+        raise ConfigError("strategy.probe_c: auto chooses C on the val split; set data.val_fraction > 0")
+    rows, heads = [], []
+    for c in PROBE_C_GRID:
+        head = _fit_logreg(cfg, c, x, y, classes)
+        with torch.no_grad():
+            logits = head(val[0])
+        rows.append({"epoch": len(rows), "probe_c": c, "val/loss": float(nn.functional.cross_entropy(logits, val[1])),
+                     "val/top1": float((logits.argmax(1) == val[1]).float().mean())})
+        heads.append(head)
+    best = min(range(len(rows)), key=lambda i: rows[i]["val/loss"])
+    for i, row in enumerate(rows):
+        row["chosen"] = int(i == best)
+    return heads[best], rows
+
+
+def _fit_logreg(cfg: ExperimentConfig, c: float, x: torch.Tensor, y: torch.Tensor, classes: int) -> nn.Module:
     from sklearn.linear_model import LogisticRegression
 
     weights = class_weights(np.bincount(y.numpy(), minlength=classes), cfg.loss.class_weights)
-    model = LogisticRegression(C=cfg.strategy.probe_c, max_iter=2000, random_state=cfg.seed,
+    model = LogisticRegression(C=c, max_iter=2000, random_state=cfg.seed,
                                class_weight=None if weights is None else
-                               {c: float(w) for c, w in enumerate(weights) if w > 0})
+                               {k: float(w) for k, w in enumerate(weights) if w > 0})
     model.fit(x.numpy(), y.numpy())
     weight = np.zeros((classes, x.shape[1]), dtype=np.float32)
     bias = np.zeros(classes, dtype=np.float32)
@@ -201,6 +227,9 @@ def _probe(cfg: ExperimentConfig, folder: RunFolder, splits, started: float) -> 
                                "parameters": {"total": meta["backbone_params"] + head_params, "trainable": head_params},
                                "weights": str(report) if report else None,
                                "feature_cache": {"hits": cache.hits, "misses": cache.misses}}
+    chosen = [row["probe_c"] for row in history if row.get("chosen")]
+    if chosen:
+        metrics["probe_c"] = chosen[0]
     for split, (x, y) in evaluated.items():
         with torch.no_grad():
             probs = head(x).softmax(-1)
