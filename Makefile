@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fgvc data verify $(DEMO)
 	$(BIN)/fgvc train $(DEMO)
+	@cat configs/demo_reference.txt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
