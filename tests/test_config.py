@@ -60,7 +60,7 @@ def test_wrong_type_and_impossible_values_all_reported():
 
 
 def test_bad_choices_name_the_options():
-    with pytest.raises(ConfigError, match=r"data.label: label 'colour' is not one of \['grade', 'type'\]"):
+    with pytest.raises(ConfigError, match=r"data.label: label 'colour' is not one of \['grade', 'binary', 'type'\]"):
         load_config(None, ["data.name=elpv", "data.label=colour"])
     with pytest.raises(ConfigError, match="unknown augmentation policy 'magic'"):
         load_config(None, ["data.transforms.auto_augment=magic"])
