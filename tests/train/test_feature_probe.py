@@ -51,7 +51,20 @@ def test_cache_invalidation(probe_overrides, tmp_path, colour_data):
     assert train(cfg, progress=False).metrics["feature_cache"] == {"hits": 2, "misses": 1}  # only test changed
     views = load_config(None, probe_overrides + ["train.epochs=1", "strategy.feature_views=2"])
     assert train(views, progress=False).metrics["feature_cache"] == {"hits": 2, "misses": 1}  # new train views
-    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 3 + 3 + 1 + 1
+    # one bank of plain features per transform (the touched image was added to its bank), one file of views
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 1 + 1 + 1
+
+
+def test_plain_features_are_reused_across_splits(probe_overrides):
+    """Another val split (or test split, or fold) draws on the same per-image features: no backbone pass."""
+    first = train(load_config(None, probe_overrides + ["train.epochs=1", "output.name=a"]), progress=False)
+    moved = train(load_config(None, probe_overrides + ["train.epochs=1", "data.split_seed=5", "output.name=b"]),
+                  progress=False)
+    assert first.metrics["feature_cache"]["misses"] == 3
+    assert moved.metrics["feature_cache"] == {"hits": 3, "misses": 0}
+    again = evaluate_split(load_trained(moved.run_dir), "val", write=False)  # the features match a fresh pass
+    assert again["top1"] == pytest.approx(moved.metrics["val"]["top1"])
+    assert again["ece"] == pytest.approx(moved.metrics["val"]["ece"], abs=1e-5)
 
 
 def test_mlp_and_logistic_regression_heads(probe_overrides):

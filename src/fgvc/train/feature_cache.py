@@ -1,8 +1,11 @@
 """Backbone features computed once and kept on disk, keyed by everything they depend on.
 
-The key hashes the model (name, source, weights: hub tag or file path + size + mtime), the
-transform, the number of augmented views and their seed, the timm/torch versions, and every image
-(path + size + mtime, or the pixels' bytes). Change any of them and the key changes: a miss.
+Plain (un-augmented) features live in a :class:`FeatureBank` per model and transform: one row per
+image, keyed by the image (path + size + mtime, or its pixels' bytes), so another split, fold or
+test split reuses every image it has seen, and a changed image is computed again alone. Augmented
+views are seeded by (view, index in the list), so they are cached per list in a
+:class:`FeatureCache`, whose key hashes the whole list too. Both keys hash the model (name, source,
+weights: hub tag or file path + size + mtime), the transform and the timm/torch versions.
 """
 
 from __future__ import annotations
@@ -22,6 +25,28 @@ from fgvc.config import ExperimentConfig
 from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
 from fgvc.models.heads import classifier_name
+
+
+def image_fingerprints(images: ImageList) -> list[str]:
+    """One key per image: path + size + mtime (files) or a hash of its pixels, with its box."""
+    keys = []
+    for index in range(len(images)):
+        if images.paths is not None:
+            stat = os.stat(images.paths[index])
+            key = f"{images.paths[index]}|{stat.st_size}|{stat.st_mtime_ns}"
+        else:
+            key = hashlib.sha256(images.pixels[index].tobytes()).hexdigest()
+        if images.boxes is not None:
+            key += "|" + ",".join(f"{float(v):g}" for v in images.boxes[index])
+        keys.append(key)
+    return keys
+
+
+def bank_key(cfg: ExperimentConfig, transform: Callable) -> str:
+    """The plain-feature bank of a model and transform (no images: they are keyed inside it)."""
+    payload = {"weights": _weights_fingerprint(cfg), "transform": repr(transform),
+               "versions": [timm.__version__, torch.__version__]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _images_fingerprint(images: ImageList) -> str:
@@ -113,3 +138,48 @@ class FeatureCache:
         torch.save({"features": features, "meta": meta}, partial)
         partial.replace(path)  # atomic: a killed run never leaves a truncated cache file
         return features, meta
+
+
+class FeatureBank:
+    """Plain features per image under ``root``: one file per (model, transform) holding image keys,
+    a feature matrix and metadata. Missing images are computed and added (under a file lock, written
+    atomically); counts a request as a hit when every image was there."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).expanduser()
+        self.hits = self.misses = 0
+
+    def get_or_compute(self, key: str, images: ImageList,
+                       compute: Callable[[ImageList], tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, dict]:
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"bank-{key}.pt"
+        wanted = image_fingerprints(images)
+        with open(path.with_suffix(".lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two runs filling one bank add rows in turn
+            stored = self._load(path)
+            row = {k: i for i, k in enumerate(stored["keys"])}
+            missing = [i for i, k in enumerate(wanted) if k not in row]
+            if missing:
+                self.misses += 1
+                features, meta = compute(images.subset(missing))
+                stored = {"keys": stored["keys"] + [wanted[i] for i in missing],
+                          "features": torch.cat([stored["features"], features]) if stored["keys"] else features,
+                          "meta": meta}
+                partial = path.with_suffix(".tmp")
+                torch.save(stored, partial)
+                partial.replace(path)
+                row = {k: i for i, k in enumerate(stored["keys"])}
+            else:
+                self.hits += 1
+        return stored["features"][[row[k] for k in wanted]], stored["meta"]
+
+    @staticmethod
+    def _load(path: Path) -> dict:
+        if path.is_file():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # noqa: BLE001 - a foreign or damaged file: start the bank again
+                path.unlink(missing_ok=True)
+        return {"keys": [], "features": torch.zeros(0), "meta": {}}

@@ -28,7 +28,7 @@ from fgvc.models.heads import classifier_name, mlp_head
 from fgvc.models.strategies import count_parameters
 from fgvc.report.html import finish_run_folder
 from fgvc.runfolder import RunFolder
-from fgvc.train.feature_cache import FeatureCache, cache_key, extract_features
+from fgvc.train.feature_cache import FeatureBank, FeatureCache, bank_key, cache_key, extract_features
 from fgvc.train.losses import build_loss, class_weights
 from fgvc.train.optim import build_optimizer
 
@@ -190,6 +190,7 @@ def _probe(cfg: ExperimentConfig, folder: RunFolder, splits, started: float) -> 
     plain = build_transform(cfg.data.transforms, norm, train=False)
     augmented = build_transform(cfg.data.transforms, norm, train=True)
     cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
+    bank = FeatureBank(Path(cfg.data.cache_dir) / "features")
     views = cfg.strategy.feature_views
     built: dict[str, Any] = {}
 
@@ -201,15 +202,16 @@ def _probe(cfg: ExperimentConfig, folder: RunFolder, splits, started: float) -> 
     def features(name: str, train_views: bool) -> tuple[torch.Tensor, dict]:
         images = getattr(splits, name)
         transform, count = (augmented, views) if train_views and views else (plain, 0)
-        key = cache_key(cfg, images, transform, count, cfg.data.split_seed)
 
-        def compute():
+        def compute(todo=images):
             model = backbone()
-            tensor = extract_features(model, images, transform, cfg.eval.batch_size, cfg.data.num_workers, count,
+            tensor = extract_features(model, todo, transform, cfg.eval.batch_size, cfg.data.num_workers, count,
                                       cfg.data.split_seed)
             return tensor, {"backbone_params": count_parameters(model)[0] - _head_params(model)}
 
-        return cache.get_or_compute(key, compute)
+        if count == 0:  # plain features are the image's alone: kept per image, whatever the split
+            return bank.get_or_compute(bank_key(cfg, transform), images, compute)
+        return cache.get_or_compute(cache_key(cfg, images, transform, count, cfg.data.split_seed), compute)
 
     x_train, meta = features("train", True)
     y_train = torch.as_tensor(splits.train.labels)
@@ -226,7 +228,7 @@ def _probe(cfg: ExperimentConfig, folder: RunFolder, splits, started: float) -> 
     metrics: dict[str, Any] = {"run_dir": str(run_dir), "seed": cfg.seed, "epochs": cfg.train.epochs,
                                "parameters": {"total": meta["backbone_params"] + head_params, "trainable": head_params},
                                "weights": str(report) if report else None,
-                               "feature_cache": {"hits": cache.hits, "misses": cache.misses}}
+                               "feature_cache": {"hits": cache.hits + bank.hits, "misses": cache.misses + bank.misses}}
     chosen = [row["probe_c"] for row in history if row.get("chosen")]
     if chosen:
         metrics["probe_c"] = chosen[0]
