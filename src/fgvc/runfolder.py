@@ -217,6 +217,20 @@ class RunFolder:
             return {}
 
     @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Hold the folder's lock and keep run.json current: running, then finished, or failed with
+        the error that ended the block (re-raised)."""
+        with self.exclusive():
+            self.set_status("running")
+            try:
+                yield
+            except BaseException as exc:
+                if self.status().get("status") == "running":  # a more precise record was not made inside
+                    self.set_status("failed", str(exc) or type(exc).__name__)
+                raise
+            self.set_status("finished")
+
+    @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the folder's lock while training in it: a second process (e.g. ``--resume`` of a run
         that is still going) gets a clear error instead of writing into the same files."""

@@ -83,14 +83,8 @@ def train_generator(cfg: ExperimentConfig, kind: str = "gan", run_dir: Optional[
         callbacks=run_callbacks(cfg.seed, folder) + [
             L.pytorch.callbacks.ModelCheckpoint(dirpath=folder.checkpoints, save_top_k=0, save_last=True)],
     )
-    with folder.exclusive():
-        folder.set_status("running")
-        try:
-            trainer.fit(module, train_dataloaders=loader, ckpt_path=str(folder.last_checkpoint) if resume else None)
-        except BaseException as exc:
-            folder.set_status("failed", str(exc) or type(exc).__name__)
-            raise
-        folder.set_status("finished")
+    with folder.recording():
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(folder.last_checkpoint) if resume else None)
     return folder.path
 
 

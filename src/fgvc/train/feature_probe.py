@@ -172,14 +172,8 @@ def train_feature_probe(cfg: ExperimentConfig, folder: Optional[RunFolder] = Non
     splits = load_data(cfg.data)
     probe_lr_factor(cfg, 1)  # an unsupported schedule fails before a folder is claimed
     folder = folder or RunFolder.claim(cfg.run_dir)
-    with folder.exclusive():
-        folder.set_status("running")
-        try:
-            metrics = _probe(cfg, folder, splits, started)
-        except BaseException as exc:
-            folder.set_status("failed", str(exc) or type(exc).__name__)
-            raise
-        folder.set_status("finished")
+    with folder.recording():
+        metrics = _probe(cfg, folder, splits, started)
     return folder.path, metrics
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from fgvc.errors import FgvcError, NonFiniteLossError, RunStopped
+from fgvc.errors import NonFiniteLossError, RunStopped
 from fgvc.runfolder import RunFolder
 from fgvc.train.stopping import StopRequest
 
@@ -31,29 +31,22 @@ def on_disk(folder: RunFolder, resume_command: str) -> str:
 
 @contextlib.contextmanager
 def recorded(folder: RunFolder, stop_request: StopRequest, resume_command: str) -> Iterator[None]:
-    """Mark the run running; on the way out mark it finished, failed or stopped, with the reason."""
+    """The folder's lock and run.json (:meth:`RunFolder.recording`), with the reason of a stop or a
+    non-finite loss said as what is on disk and how to go on."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    folder.set_status("running")
-    try:
-        yield
-    except (RunStopped, SIGTERMException, KeyboardInterrupt) as exc:
-        if isinstance(exc, RunStopped):
-            reason, code = str(exc), exc.exit_code
-        elif isinstance(exc, SIGTERMException):
-            reason, code = "stopped by SIGTERM", 143
-        else:
-            reason, code = "stopped by SIGINT", 130
-        folder.set_status("stopped", reason)
-        raise RunStopped(f"{reason}. {on_disk(folder, resume_command)}", code) from None
-    except NonFiniteLossError as exc:
-        folder.set_status("failed", str(exc))
-        raise NonFiniteLossError(f"{exc}; the run stopped. {on_disk(folder, resume_command)}. {NAN_ADVICE}") from None
-    except FgvcError as exc:
-        folder.set_status("failed", str(exc))
-        raise
-    except BaseException as exc:
-        folder.set_status("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    else:
-        folder.set_status("finished")
+    with folder.recording():
+        try:
+            yield
+        except (RunStopped, SIGTERMException, KeyboardInterrupt) as exc:
+            if isinstance(exc, RunStopped):
+                reason, code = str(exc), exc.exit_code
+            elif isinstance(exc, SIGTERMException):
+                reason, code = "stopped by SIGTERM", 143
+            else:
+                reason, code = "stopped by SIGINT", 130
+            folder.set_status("stopped", reason)
+            raise RunStopped(f"{reason}. {on_disk(folder, resume_command)}", code) from None
+        except NonFiniteLossError as exc:
+            folder.set_status("failed", str(exc))
+            raise NonFiniteLossError(f"{exc}; the run stopped. {on_disk(folder, resume_command)}. {NAN_ADVICE}") from None

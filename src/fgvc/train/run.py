@@ -135,7 +135,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
                                      stop_request, launched_rank.checkpoint(checkpoint) if resume else None,
                                      start_epoch)
         folder = folder or RunFolder.claim(cfg.run_dir)
-        with folder.exclusive(), recorded(folder, stop_request, resume_hint(folder)), shared_with_ranks(folder):
+        with recorded(folder, stop_request, resume_hint(folder)), shared_with_ranks(folder):
             if not resume:
                 folder.write_header(cfg.to_yaml(), splits.class_names)
             return _fit_and_evaluate(cfg, folder, splits, model, weights_report, callbacks, progress, stop_request,
