@@ -182,7 +182,7 @@ def compare_values(metric: str, a: Mapping[int, float], b: Mapping[int, float], 
 
 def _scale(metric: str, value: float) -> tuple[float, str]:
     """Proportions are spoken of in points (x100); other metrics as they are."""
-    proportion = any(k in metric for k in ("top", "f1", "precision", "recall", "auroc", "ece", "acc"))
+    proportion = metric_range(metric) == "proportion"
     return (value * 100, " points") if proportion else (value, "")
 
 

@@ -224,10 +224,10 @@ def read_resume_checkpoint(folder: Optional[RunFolder], which: str = RunFolder.L
         raise FgvcError(f"cannot resume {folder.path}: no checkpoints/last.ckpt (the run stopped before its first "
                         "epoch ended); start it again without --resume")
     other = RunFolder.BEST if which == RunFolder.LAST else RunFolder.LAST
-    advice = f"resume from {other}.ckpt with `fgvc train --resume {folder.path} --checkpoint {other}`"
-    if not folder.checkpoint(other).is_file():
-        advice = "start the run again without --resume"
-    return read_checkpoint(path, advice + ", or start it again without --resume" if "again" not in advice else advice)
+    advice = "start the run again without --resume"
+    if folder.checkpoint(other).is_file():
+        advice = f"resume from {other}.ckpt with `fgvc train --resume {folder.path} --checkpoint {other}`, or {advice}"
+    return read_checkpoint(path, advice)
 
 
 def resume(run_dir: Path, progress: bool = True, checkpoint: str = RunFolder.LAST) -> RunResult:
