@@ -13,6 +13,13 @@ from fgvc.config import load_config
 from fgvc.errors import FgvcError
 
 
+def checkpoint_name(value: str) -> str:
+    """The --checkpoint option: best or last."""
+    if value not in ("last", "best"):
+        raise FgvcError(f"--checkpoint {value!r}: use best or last")
+    return value
+
+
 @app.command("train")
 @friendly_errors
 def train_command(
@@ -27,9 +34,7 @@ def train_command(
     from fgvc.train.run import train
 
     if resume is not None:
-        if checkpoint not in ("last", "best"):
-            raise FgvcError(f"--checkpoint {checkpoint!r}: use last or best")
-        result = resume_run(resume, progress=progress, checkpoint=checkpoint)
+        result = resume_run(resume, progress=progress, checkpoint=checkpoint_name(checkpoint))
     elif config is None:
         raise FgvcError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
     else:
@@ -50,9 +55,7 @@ def eval_command(
     """Evaluate a trained run on a split; writes metrics_<split>.json and predictions_<split>.csv."""
     from fgvc.evaluate.runs import evaluate_split, load_trained
 
-    if checkpoint not in ("last", "best"):
-        raise FgvcError(f"--checkpoint {checkpoint!r}: use best or last")
-    run = load_trained(run_dir, checkpoint)
+    run = load_trained(run_dir, checkpoint_name(checkpoint))
     split = split or run.cfg.eval.split
     metrics = evaluate_split(run, split)
     _print_metrics(f"{split} metrics", metrics)
