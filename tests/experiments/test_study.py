@@ -38,3 +38,81 @@ def test_study_command_runs_arms_over_seeds_and_compares(tiny_overrides, tmp_pat
     assert study["arms"][0]["metrics"]["top1"]["n"] == 2
     assert study["comparisons"] and "paired seeds" in study["comparisons"][0]["verdict"]
     assert f"{study['arms'][0]['trainable_params']:,}" in result.output
+
+
+def write_plan(folder, questions: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "base.yaml").write_text("model: {name: resnet10t, pretrained: false}\n")
+    (folder / "questions.yaml").write_text("base: base.yaml\nseeds: [1, 2]\nquestions:\n" + questions)
+
+
+TWO_QUESTIONS = """
+  - name: lr
+    title: "Which learning rate?"
+    reference: base
+    arms:
+      base: []
+      high: [optim.lr=0.05]
+  - name: smoothing
+    title: "Label smoothing?"
+    reference: plain
+    arms:
+      plain: []
+      smoothed: [loss.name=label_smoothing]
+"""
+
+
+def test_question_study_trains_shared_arms_once_and_writes_paired_tables(tiny_overrides, tmp_path):
+    from fgvc.experiments.questions import run_study
+
+    broken = '  - {name: broken, title: "A broken arm", reference: base, arms: {base: [], bad: [model.name=no_such_net]}}\n'
+    write_plan(tmp_path / "plan", TWO_QUESTIONS + broken)
+    lines = []
+    result = run_study(tmp_path / "plan", out=tmp_path / "out", extra=tiny_overrides + ["train.epochs=1"],
+                       log=lines.append)
+    arms = sorted(p.name for p in (tmp_path / "out" / "arms").iterdir())
+    # 'base' and 'plain' are one arm, trained once and reused by the two later questions
+    assert arms == ["base", "base+loss.name=label_smoothing", "base+model.name=no_such_net", "base+optim.lr=0.05"]
+    assert sum("finished earlier, reused" in line for line in lines) == 4
+    lr = result["questions"]["lr"]
+    assert [a["arm"] for a in lr["arms"]] == ["base", "high"] and lr["arms"][1]["seeds"] == 2
+    top1 = next(c for c in lr["comparisons"] if c["metric"] == "top1")
+    assert top1["paired"] and top1["n_a"] == 2 and (top1["a"], top1["b"]) == ("base", "high")
+    assert top1["diff"] == top1["mean_b"] - top1["mean_a"]
+    table = (tmp_path / "out" / "tables.md").read_text()
+    assert "### Which learning rate?" in table and "### Label smoothing?" in table
+    row = next(line for line in table.splitlines() if line.startswith("| high |"))
+    assert "`optim.lr=0.05`" in row and row.split(" | ")[-2].endswith(("better", "worse", "same"))
+    saved = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert list(saved["questions"]) == ["lr", "smoothing", "broken"]  # a failed question does not end the study
+    assert "no_such_net" in saved["questions"]["broken"]["error"]
+    assert "Not answered: the question failed" in table
+
+    lines.clear()  # a rerun of one question reuses every finished seed and keeps the other question's result
+    again = run_study(tmp_path / "plan", out=tmp_path / "out", only=["smoothing"],
+                      extra=tiny_overrides + ["train.epochs=1"], log=lines.append)
+    assert sum("training" in line for line in lines if line.startswith("seed-")) == 0
+    assert list(again["questions"]) == ["lr", "smoothing", "broken"]
+    assert again["questions"]["lr"] == result["questions"]["lr"]
+
+
+def test_question_study_rejects_bad_plans_before_training(tiny_overrides, tmp_path):
+    from fgvc.errors import FgvcError
+    from fgvc.experiments.questions import run_study
+
+    write_plan(tmp_path / "typo", TWO_QUESTIONS.replace("optim.lr=0.05", "optim.lrr=0.05"))
+    result = runner.invoke(app, ["study", str(tmp_path / "typo"), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "question lr" in result.output and "lrr" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out" / "arms").exists()
+
+    write_plan(tmp_path / "noref", TWO_QUESTIONS.replace("reference: base", "reference: baseline"))
+    result = runner.invoke(app, ["study", str(tmp_path / "noref")])
+    assert result.exit_code != 0 and "reference 'baseline' is not one of its arms" in result.output
+
+    write_plan(tmp_path / "ok", TWO_QUESTIONS)
+    try:
+        run_study(tmp_path / "ok", only=["losses"], extra=tiny_overrides)
+    except FgvcError as exc:
+        assert "no question 'losses'" in str(exc) and "lr, smoothing" in str(exc)
+    else:
+        raise AssertionError("an unknown question must be an error")

@@ -5,7 +5,7 @@ from PIL import Image
 from fgvc.config import load_config
 from fgvc.runfolder import RunFolder
 from fgvc.train.run import train
-from fgvc.train.tune import find_batch_size, find_lr
+from fgvc.train.tune import find_batch_size, find_lr, suggest_lr
 
 
 def test_lr_range_test_plots_and_suggests(tiny_overrides, tmp_path):
@@ -13,11 +13,22 @@ def test_lr_range_test_plots_and_suggests(tiny_overrides, tmp_path):
     assert len(finding.lrs) == 24 and finding.lrs[0] < finding.lrs[-1]
     ratios = np.diff(np.log(finding.lrs))
     assert np.allclose(ratios[1:], ratios[-1])  # an exponential sweep (after its first step)
-    # the suggestion is the lr of steepest descent of the loss (skipping the first 10 and the last point)
-    losses = np.array(finding.losses[10:-1])
-    assert finding.suggestion == finding.lrs[10 + int(np.gradient(losses).argmin())]
+    # the suggestion is a tenth of the lr of the lowest loss (skipping the first 10 points)
+    lowest = 10 + int(np.argmin(finding.losses[10:]))
+    assert finding.suggestion == pytest.approx(finding.lrs[lowest] / 10)
     with Image.open(finding.plot) as plot:
         assert plot.size[0] > 100
+
+
+def test_lr_suggestion_is_a_tenth_of_the_lowest_point_not_the_smallest_lr():
+    """Lightning's slope against the lr itself picks the first bend of an exponential sweep (7e-5 for SGD
+    on ELPV); the suggestion must come from the lowest loss instead."""
+    lrs = list(np.logspace(-7, 0, 60))
+    losses = [1.4 - 0.6 * np.exp(-((np.log10(lr) + 1.5) ** 2)) for lr in lrs]  # lowest near 10^-1.5
+    suggestion = suggest_lr(lrs, losses)
+    assert suggestion == pytest.approx(lrs[int(np.argmin(losses))] / 10)
+    assert 1e-3 < suggestion < 1e-2
+    assert suggest_lr(lrs[:5], losses[:5]) is None
 
 
 def test_batch_size_search_doubles(tiny_overrides):

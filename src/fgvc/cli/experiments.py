@@ -138,18 +138,32 @@ def report_command(path: Path = typer.Argument(..., help="a run folder or a run 
 @app.command("study")
 @friendly_errors
 def study_command(
-    folder: Path = typer.Argument(..., help="a folder of configs, e.g. configs/study_cnn_vs_vit"),
+    folder: Path = typer.Argument(..., help="a folder of configs (e.g. configs/study_cnn_vs_vit), or of a "
+                                            "questions.yaml plan (e.g. configs/study_tricks)"),
     set_: List[str] = SetOption,
-    seeds: str = typer.Option("3", help="a count or a list of seeds, the same for every config"),
+    seeds: Optional[str] = typer.Option(None, help="a count or a list of seeds, the same for every arm "
+                                                   "(default: the plan's seeds, or 3)"),
+    question: List[str] = typer.Option([], help="questions.yaml plans: only this question (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="study folder (default runs/<folder name>)"),
     split: str = typer.Option("test", help="split the comparison uses"),
 ) -> None:
-    """Run every config of a folder over seeds; accuracy with CIs, parameters, time, memory, verdicts."""
+    """Run every config of a folder (or every question of its questions.yaml) over the same seeds; metrics
+    with CIs, parameters, time, memory, paired verdicts."""
+    from fgvc.experiments.questions import is_question_study, run_study
     from fgvc.experiments.repeat import parse_seeds
     from fgvc.experiments.study import study
     from fgvc.models.summary import human_bytes
 
-    result = study(folder, parse_seeds(seeds, 1), out, split, set_, log=console.print)
+    if is_question_study(folder):
+        result = run_study(folder, parse_seeds(seeds, 0) if seeds else None, out, split, question, set_,
+                           log=console.print)
+        from fgvc.report.tables import study_markdown
+
+        console.print(study_markdown(result), highlight=False, markup=False)
+        return
+    if question:
+        raise FgvcError(f"--question needs a questions.yaml in {folder}")
+    result = study(folder, parse_seeds(seeds or "3", 1), out, split, set_, log=console.print)
     table = Table(title=f"study {folder} on {split} ({len(result['seeds'])} seeds, mean and 95% CI)")
     for column in ("arm", "top1", "95% CI", "f1_macro", "trainable params", "s / epoch", "activations / image"):
         table.add_column(column, justify="left" if column == "arm" else "right")

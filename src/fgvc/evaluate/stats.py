@@ -186,6 +186,17 @@ def _scale(metric: str, value: float) -> tuple[float, str]:
     return (value * 100, " points") if proportion else (value, "")
 
 
+def significant(comparison: Comparison, alpha: Optional[float] = None) -> bool:
+    """p below alpha (1 - confidence by default) and a CI that excludes zero."""
+    c = comparison
+    alpha = alpha if alpha is not None else 1 - c.confidence
+    return not (c.p_value >= alpha or (c.ci_low <= 0 <= c.ci_high and c.ci_low != c.ci_high))
+
+
+def b_is_better(comparison: Comparison) -> bool:
+    return (comparison.diff > 0) != lower_is_better(comparison.metric)
+
+
 def verdict(comparison: Comparison, name_a: str = "A", name_b: str = "B", alpha: Optional[float] = None) -> str:
     """One sentence: which is better, by how much, with CI, p and the pairing."""
     c = comparison
@@ -198,10 +209,9 @@ def verdict(comparison: Comparison, name_a: str = "A", name_b: str = "B", alpha:
     def stats_text(low: float, high: float) -> str:
         return f"{c.confidence:.0%} CI [{low:.2f}, {high:.2f}], p={c.p_value:.3g}, {pairing}"
 
-    if c.p_value >= alpha or (c.ci_low <= 0 <= c.ci_high and c.ci_low != c.ci_high):
+    if not significant(c, alpha):
         return f"no significant difference between {name_a} and {name_b} on {c.metric} " \
                f"(B - A = {diff:+.2f}{unit}, {stats_text(low, high)})"
-    b_better = (c.diff > 0) != lower_is_better(c.metric)
-    winner, loser = (name_b, name_a) if b_better else (name_a, name_b)
+    winner, loser = (name_b, name_a) if b_is_better(c) else (name_a, name_b)
     gap_ci = (low, high) if c.diff >= 0 else (-high, -low)  # the gap is said as a positive number, so its CI too
     return f"{winner} better than {loser} on {c.metric} by {abs(diff):.2f}{unit}, {stats_text(*gap_ci)}"
