@@ -54,3 +54,33 @@ def test_sqrt_class_weights_are_the_root_of_balanced():
     loss = build_loss(LossConfig(name="ce", class_weights="sqrt"), counts)
     logits, target = torch.tensor([[2.0, 0, 0], [2.0, 0, 0]]), torch.tensor([0, 2])  # the rare class is wrong
     assert float(loss(logits, target)) > float(build_loss(LossConfig(name="ce"), counts)(logits, target))
+
+
+def test_ordinal_loss_charges_a_near_miss_less_than_a_far_one():
+    loss = build_loss(LossConfig(name="ordinal", ordinal_scale=2.0), np.ones(4))
+    rows = loss.rows
+    assert torch.allclose(rows.sum(1), torch.ones(4)) and int(rows[1].argmax()) == 1
+    assert rows[1, 0] == rows[1, 2] > rows[1, 3] > 0  # symmetric, and falling with the distance
+    target = torch.tensor([3])
+    near, far = torch.tensor([[0.0, 0.0, 5.0, 0.0]]), torch.tensor([[5.0, 0.0, 0.0, 0.0]])
+    assert loss(near, target) < loss(far, target)
+    assert torch.isclose(F.cross_entropy(near, target), F.cross_entropy(far, target))  # plain CE cannot tell
+    # the target of class y is row y; a soft (mixup) target is mapped through the same rows
+    expected = -(rows[3] * F.log_softmax(near, -1)).sum()
+    assert torch.isclose(loss(near, target), expected)
+    mixed = torch.tensor([[0.0, 0.5, 0.0, 0.5]])
+    assert torch.isclose(loss(near, mixed), -((0.5 * rows[1] + 0.5 * rows[3]) * F.log_softmax(near, -1)).sum())
+    # a large scale is plain cross-entropy
+    sharp = build_loss(LossConfig(name="ordinal", ordinal_scale=50.0), np.ones(4))
+    assert torch.isclose(sharp(LOGITS[:, :4], TARGETS % 4), F.cross_entropy(LOGITS[:, :4], TARGETS % 4), atol=1e-5)
+
+
+def test_logreg_probe_refuses_a_loss_it_cannot_use():
+    import pytest
+
+    from fgvc.config import load_config
+    from fgvc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss.name 'ordinal' cannot be used with strategy.probe_head: logreg"):
+        load_config(None, ["strategy.name=features", "strategy.probe_head=logreg", "loss.name=ordinal"])
+    load_config(None, ["strategy.name=features", "strategy.probe_head=linear", "loss.name=ordinal"])

@@ -279,8 +279,10 @@ class ScheduleConfig(Section):
 
 
 class LossConfig(Section):
-    name: Literal["ce", "label_smoothing", "focal", "soft_target"] = "ce"
+    name: Literal["ce", "label_smoothing", "focal", "soft_target", "ordinal"] = Field(
+        "ce", description="ordinal: soft labels that favour neighbouring classes, for ordered classes (ELPV grades)")
     smoothing: float = Field(0.1, ge=0, lt=1)
+    ordinal_scale: float = Field(2.0, gt=0, description="ordinal: softmax(-scale * distance^2); larger is closer to CE")
     focal_gamma: float = Field(2.0, ge=0)
     focal_alpha: Optional[float] = Field(None, ge=0, le=1)
     class_weights: Literal["none", "balanced", "sqrt"] = Field(
@@ -349,6 +351,16 @@ class ExperimentConfig(Section):
             raise ValueError(
                 f"schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be less than train.epochs "
                 f"({self.train.epochs}): the warmup would take the whole run; lower it or train longer"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _logreg_loss(self) -> "ExperimentConfig":
+        if self.strategy.name == "features" and self.strategy.probe_head == "logreg" and self.loss.name != "ce":
+            raise ValueError(
+                f"loss.name {self.loss.name!r} cannot be used with strategy.probe_head: logreg (scikit-learn's logistic "
+                "regression has only its own cross-entropy; loss.class_weights still applies); use loss.name: ce, "
+                "or probe_head: linear for a torch head that trains with any loss"
             )
         return self
 
