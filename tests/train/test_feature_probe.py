@@ -132,3 +132,49 @@ def test_logistic_regression_c_chosen_on_val(probe_overrides):
                                                    "data.val_fraction=0", "output.name=noval"]), progress=False)
     with pytest.raises(Exception, match="probe_c must be positive or auto"):
         load_config(None, ["strategy.probe_c=-1"])
+
+
+def test_pooled_layers_probe_with_standardised_logreg(probe_overrides):
+    """The last two stages of resnet10t (256 + 512 channels), each pooled by mean and max: a 1,536-wide
+    feature; the standardising is folded into the saved Linear, so the rebuilt model gives the same
+    probabilities as the probe did, and its features are cached apart from the plain ones."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from fgvc.runfolder import RunFolder
+    from fgvc.train.feature_probe import ProbeFeatures
+    from fgvc.data import load_data
+
+    pooled = ["strategy.probe_layers=2", "strategy.probe_pooling=[avg, max]", "strategy.probe_head=logreg",
+              "strategy.probe_standardize=true", "strategy.probe_c=0.5"]
+    run = train(load_config(None, probe_overrides + pooled + ["output.name=pooled"]), progress=False)
+    assert run.metrics["feature_cache"] == {"hits": 0, "misses": 3}
+    trained = load_trained(run.run_dir)
+    assert trained.model.classifier.in_features == 2 * (256 + 512)
+    again = evaluate_split(trained, "test", write=False)
+    assert again["top1"] == pytest.approx(run.test["top1"]) and again["ece"] == pytest.approx(run.test["ece"], abs=1e-5)
+
+    cfg = load_config(None, probe_overrides + pooled)
+    splits = load_data(cfg.data)
+    features = ProbeFeatures(cfg, splits)
+    x, y = features.get("train")[0].double().numpy(), np.asarray(splits.train.labels)
+    x_test = features.get("test")[0].double().numpy()
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    reference = LogisticRegression(C=0.5, max_iter=2000, random_state=cfg.seed).fit((x - mean) / scale, y)
+    expected = reference.predict_proba((x_test - mean) / scale)
+    saved = np.array([r.probs for r in RunFolder(run.run_dir).predictions("test")])
+    assert np.allclose(saved, expected, atol=1e-4)
+
+    plain = train(load_config(None, probe_overrides + ["output.name=plain"]), progress=False)
+    assert plain.metrics["feature_cache"]["misses"] == 3  # other features, another bank
+
+
+def test_pooling_options_belong_to_the_features_strategy():
+    from fgvc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="options of strategy.name: features, not partial"):
+        load_config(None, ["strategy.name=partial", "strategy.probe_layers=2"])
+    with pytest.raises(ConfigError, match="probe_standardize applies to probe_head: logreg only"):
+        load_config(None, ["strategy.name=features", "strategy.probe_standardize=true"])
+    with pytest.raises(ConfigError, match="probe_pooling"):
+        load_config(None, ["strategy.name=features", "strategy.probe_pooling=[mean]"])

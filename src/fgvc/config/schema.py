@@ -244,6 +244,12 @@ class StrategyConfig(Section):
         1.0, description="features, logreg: inverse regularisation; auto: chosen from a grid by the val split's log-loss"
     )
     feature_views: int = Field(0, ge=0, description="features: 0 = one plain view; N = N augmented views per image")
+    probe_layers: int = Field(1, ge=1, description="features: pool the last N stages of a CNN (1: the final layer)")
+    probe_pooling: list[Literal["avg", "max"]] = Field(
+        default_factory=lambda: ["avg"], min_length=1, description="features: how each layer is pooled; [avg, max] keeps "
+                                                                   "small strong details (a thin crack) that averaging dilutes")
+    probe_standardize: bool = Field(False, description="features, logreg: scale every feature to unit variance on "
+                                                       "train first (layers of different scales weigh alike)")
 
 
     @field_validator("probe_c")
@@ -352,6 +358,16 @@ class ExperimentConfig(Section):
                 f"schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be less than train.epochs "
                 f"({self.train.epochs}): the warmup would take the whole run; lower it or train longer"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _probe_options(self) -> "ExperimentConfig":
+        s = self.strategy
+        if s.name != "features" and (s.probe_layers != 1 or s.probe_pooling != ["avg"] or s.probe_standardize):
+            raise ValueError(f"strategy.probe_layers / probe_pooling / probe_standardize are options of "
+                             f"strategy.name: features, not {s.name}; remove them or use the features strategy")
+        if s.probe_standardize and s.probe_head != "logreg":
+            raise ValueError("strategy.probe_standardize applies to probe_head: logreg only; remove it or use logreg")
         return self
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from torch import nn
 from fgvc.config import ExperimentConfig
 from fgvc.models.factory import create_model
 from fgvc.models.heads import replace_classifier
+from fgvc.models.pooling import pool_layers
 from fgvc.models.strategies import apply_strategy
 from fgvc.models.weights import LoadReport
 
@@ -21,6 +22,8 @@ def build_network(cfg: ExperimentConfig, num_classes: int, pretrained: bool = Tr
     """
     model_cfg = cfg.model if pretrained else cfg.model.model_copy(update={"pretrained": False, "pretrained_file": None})
     model, report = create_model(model_cfg, num_classes)
+    if cfg.strategy.name == "features":
+        model = pool_layers(model, num_classes, cfg.strategy.probe_layers, cfg.strategy.probe_pooling)
     if cfg.strategy.name == "features" and cfg.strategy.probe_head == "mlp":
         replace_classifier(model, num_classes, hidden=[cfg.strategy.probe_hidden])
     return apply_strategy(model, cfg.strategy), report

@@ -45,7 +45,7 @@ def image_fingerprints(images: ImageList) -> list[str]:
 def bank_key(cfg: ExperimentConfig, transform: Callable) -> str:
     """The plain-feature bank of a model and transform (no images: they are keyed inside it)."""
     payload = {"weights": _weights_fingerprint(cfg), "transform": repr(transform),
-               "versions": [timm.__version__, torch.__version__]}
+               "versions": [timm.__version__, torch.__version__], **_pooling(cfg)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -60,6 +60,12 @@ def _images_fingerprint(images: ImageList) -> str:
     if images.boxes is not None:
         digest.update(images.boxes.tobytes())
     return digest.hexdigest()
+
+
+def _pooling(cfg: ExperimentConfig) -> dict:
+    """Which layers and poolings the features are made of; empty for the default (older keys stay valid)."""
+    s = cfg.strategy
+    return {} if s.probe_layers == 1 and s.probe_pooling == ["avg"] else {"pooling": [s.probe_layers, s.probe_pooling]}
 
 
 def _weights_fingerprint(cfg: ExperimentConfig) -> dict:
@@ -85,6 +91,7 @@ def cache_key(cfg: ExperimentConfig, images: ImageList, transform: Callable, vie
         "seed": seed if views else None,
         "versions": [timm.__version__, torch.__version__],
         "images": _images_fingerprint(images),
+        **_pooling(cfg),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 

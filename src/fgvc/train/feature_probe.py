@@ -137,10 +137,14 @@ def _fit_logreg(cfg: ExperimentConfig, c: float, x: torch.Tensor, y: torch.Tenso
     model = LogisticRegression(C=c, max_iter=2000, random_state=cfg.seed,
                                class_weight=None if weights is None else
                                {k: float(w) for k, w in enumerate(weights) if w > 0})
-    model.fit(x.numpy(), y.numpy())
+    data = x.numpy().astype(np.float64)
+    mean, scale = np.zeros(data.shape[1]), np.ones(data.shape[1])
+    if cfg.strategy.probe_standardize:
+        mean, scale = data.mean(0), data.std(0) + 1e-6
+    model.fit((data - mean) / scale, y.numpy())
     weight = np.zeros((classes, x.shape[1]), dtype=np.float32)
     bias = np.zeros(classes, dtype=np.float32)
-    coef, intercept = model.coef_, model.intercept_
+    coef, intercept = model.coef_ / scale, model.intercept_ - (model.coef_ / scale) @ mean  # standardising folded in
     if len(model.classes_) == 2 and coef.shape[0] == 1:  # binary: one logit -> two symmetric ones
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
@@ -177,39 +181,52 @@ def train_feature_probe(cfg: ExperimentConfig, folder: Optional[RunFolder] = Non
     return folder.path, metrics
 
 
-def _probe(cfg: ExperimentConfig, folder: RunFolder, splits, started: float) -> dict[str, Any]:
-    run_dir = folder.path
-    folder.write_header(cfg.to_yaml(), splits.class_names)
-    norm = resolve_normalization(cfg.data.transforms, cfg.model)
-    plain = build_transform(cfg.data.transforms, norm, train=False)
-    augmented = build_transform(cfg.data.transforms, norm, train=True)
-    cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
-    bank = FeatureBank(Path(cfg.data.cache_dir) / "features")
-    views = cfg.strategy.feature_views
-    built: dict[str, Any] = {}
+class ProbeFeatures:
+    """The backbone's features for a config's splits, from the on-disk cache (computed when missing):
+    plain features per image in a bank; ``strategy.feature_views`` augmented training views per list."""
 
-    def backbone() -> nn.Module:  # built only when a feature set is missing from the cache
-        if "model" not in built:
-            built["model"], built["report"] = backbone_network(cfg, splits.num_classes)
-        return built["model"]
+    def __init__(self, cfg: ExperimentConfig, splits):
+        self.cfg, self.splits = cfg, splits
+        norm = resolve_normalization(cfg.data.transforms, cfg.model)
+        self.plain = build_transform(cfg.data.transforms, norm, train=False)
+        self.augmented = build_transform(cfg.data.transforms, norm, train=True)
+        self.cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
+        self.bank = FeatureBank(Path(cfg.data.cache_dir) / "features")
+        self.built: dict[str, Any] = {}
 
-    def features(name: str, train_views: bool) -> tuple[torch.Tensor, dict]:
-        images = getattr(splits, name)
-        transform, count = (augmented, views) if train_views and views else (plain, 0)
+    def backbone(self) -> nn.Module:  # built only when a feature set is missing from the cache
+        if "model" not in self.built:
+            self.built["model"], self.built["report"] = backbone_network(self.cfg, self.splits.num_classes)
+        return self.built["model"]
+
+    def get(self, name: str, train_views: bool = False) -> tuple[torch.Tensor, dict]:
+        """(features, meta) of split ``name``: (N, D), or (views, N, D) for augmented training views."""
+        cfg, images = self.cfg, getattr(self.splits, name)
+        views = cfg.strategy.feature_views
+        transform, count = (self.augmented, views) if train_views and views else (self.plain, 0)
 
         def compute(todo=images):
-            model = backbone()
+            model = self.backbone()
             tensor = extract_features(model, todo, transform, cfg.eval.batch_size, cfg.data.num_workers, count,
                                       cfg.data.split_seed)
             return tensor, {"backbone_params": count_parameters(model)[0] - _head_params(model)}
 
         if count == 0:  # plain features are the image's alone: kept per image, whatever the split
-            return bank.get_or_compute(bank_key(cfg, transform), images, compute)
-        return cache.get_or_compute(cache_key(cfg, images, transform, count, cfg.data.split_seed), compute)
+            return self.bank.get_or_compute(bank_key(cfg, transform), images, compute)
+        return self.cache.get_or_compute(cache_key(cfg, images, transform, count, cfg.data.split_seed), compute)
 
-    x_train, meta = features("train", True)
+    @property
+    def hits_and_misses(self) -> dict[str, int]:
+        return {"hits": self.cache.hits + self.bank.hits, "misses": self.cache.misses + self.bank.misses}
+
+
+def _probe(cfg: ExperimentConfig, folder: RunFolder, splits, started: float) -> dict[str, Any]:
+    run_dir = folder.path
+    folder.write_header(cfg.to_yaml(), splits.class_names)
+    features = ProbeFeatures(cfg, splits)
+    x_train, meta = features.get("train", train_views=True)
     y_train = torch.as_tensor(splits.train.labels)
-    evaluated = {n: (features(n, False)[0], torch.as_tensor(getattr(splits, n).labels))
+    evaluated = {n: (features.get(n)[0], torch.as_tensor(getattr(splits, n).labels))
                  for n in ("val", "test") if getattr(splits, n) is not None and len(getattr(splits, n))}
     head, history = train_head(cfg, x_train, y_train, splits.num_classes, evaluated.get("val"))
 
@@ -218,11 +235,11 @@ def _probe(cfg: ExperimentConfig, folder: RunFolder, splits, started: float) -> 
     folder.checkpoints.mkdir(exist_ok=True)
     torch.save(head.state_dict(), folder.probe_head_file)
     head_params = sum(p.numel() for p in head.parameters())
-    report = built.get("report")
+    report = features.built.get("report")
     metrics: dict[str, Any] = {"run_dir": str(run_dir), "seed": cfg.seed, "epochs": cfg.train.epochs,
                                "parameters": {"total": meta["backbone_params"] + head_params, "trainable": head_params},
                                "weights": str(report) if report else None,
-                               "feature_cache": {"hits": cache.hits + bank.hits, "misses": cache.misses + bank.misses}}
+                               "feature_cache": features.hits_and_misses}
     chosen = [row["probe_c"] for row in history if row.get("chosen")]
     if chosen:
         metrics["probe_c"] = chosen[0]

@@ -1,0 +1,77 @@
+"""Features from more than the last layer: the last N stages of a CNN, each pooled by average and/or
+maximum, concatenated, with one classifier on top.
+
+A thin crack covers a few pixels of a solar cell: average pooling of the last layer dilutes it,
+maximum pooling keeps it, and earlier stages still see it at a finer scale. The cached-feature
+probe (``strategy.probe_layers``, ``strategy.probe_pooling``) trains a head on these features; as
+the wrapper is an ordinary module, eval / predict / ensemble use the run like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from fgvc.errors import ConfigError
+
+POOLINGS = ("avg", "max")
+
+
+def _pool(feature_map: torch.Tensor, pooling: Sequence[str]) -> torch.Tensor:
+    pooled = {"avg": lambda m: m.mean((2, 3)), "max": lambda m: m.amax((2, 3))}
+    return torch.cat([pooled[p](feature_map) for p in pooling], dim=1)
+
+
+class PooledLayersClassifier(nn.Module):
+    """``backbone``'s last ``layers`` feature maps: the ends of the stages before the last, then the final
+    map (the last stage's, after the head convolution where the model has one, as EfficientNet does),
+    each pooled by every method of ``pooling``, concatenated, then ``classifier``."""
+
+    fgvc_classifier = "classifier"
+
+    def __init__(self, backbone: nn.Module, num_classes: int, layers: int = 1, pooling: Sequence[str] = ("avg",)):
+        super().__init__()
+        name = getattr(backbone, "default_cfg", {}).get("architecture", type(backbone).__name__)
+        if layers > 1 and not hasattr(backbone, "forward_intermediates"):
+            raise ConfigError(f"strategy.probe_layers: {layers} needs a timm model with forward_intermediates; "
+                              f"{name} has none; use probe_layers: 1")
+        self.backbone, self.layers, self.pooling = backbone, layers, tuple(pooling)
+        self.pretrained_cfg = getattr(backbone, "pretrained_cfg", {})
+        with torch.no_grad():
+            was_training = backbone.training
+            size = self.pretrained_cfg.get("input_size", (3, 64, 64))[-1]
+            dim = self.features(torch.zeros(1, 3, min(size, 64), min(size, 64))).shape[1]
+            backbone.train(was_training)
+        self.classifier = nn.Linear(dim, num_classes)
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.layers == 1:
+            maps = [self.backbone.forward_features(x)]
+        else:
+            final, stage_ends = self.backbone.forward_intermediates(x, indices=self.layers)
+            maps = [*stage_ends[:-1], final]  # the final map (after a head conv, if any) stands for the last stage
+        if any(m.ndim != 4 for m in maps):
+            raise ConfigError("strategy.probe_pooling / probe_layers pool NCHW feature maps of a CNN; this model "
+                              "returns tokens; use the default probe (probe_layers: 1, probe_pooling: [avg])")
+        return maps
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([_pool(m, self.pooling) for m in self.feature_maps(x)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def pool_layers(model: nn.Module, num_classes: int, layers: int, pooling: Sequence[str]) -> nn.Module:
+    """``model`` itself for the default (last layer, average: its own head), else the wrapper."""
+    if layers == 1 and tuple(pooling) == ("avg",):
+        return model
+    unknown = [p for p in pooling if p not in POOLINGS]
+    if unknown or not pooling:
+        raise ConfigError(f"strategy.probe_pooling {list(pooling)}: use one or both of {list(POOLINGS)}")
+    if not hasattr(model, "forward_features") or not hasattr(model, "reset_classifier"):
+        raise ConfigError(f"strategy.probe_pooling / probe_layers need a timm model; {type(model).__name__} is not one")
+    model.reset_classifier(0)  # the wrapper has its own classifier
+    return PooledLayersClassifier(model, num_classes, layers, pooling)
