@@ -129,3 +129,22 @@ def test_sweep_grid_and_cli_repeat(tiny_overrides, tmp_path):
                 assert 0 <= d["ci_low"] <= d["mean"] <= d["ci_high"] <= 1, (split, metric, d)
     seconds = summary["metrics"]["time"]["train_seconds"]
     assert seconds["ci_low"] > 0 and seconds["method"] == "t on log scale"
+
+
+def test_repeat_can_vary_the_split_with_the_seed(tiny_overrides, tmp_path):
+    """--vary seed,data.split_seed: each member also draws its own train/val split (split-to-split variance)."""
+    from typer.testing import CliRunner
+
+    from fgvc.cli import app
+    from fgvc.runfolder import RunFolder
+
+    args = [a for s in tiny_overrides + ["train.epochs=1"] for a in ("--set", s)]
+    (tmp_path / "c.yaml").write_text("seed: 0\n")
+    result = CliRunner().invoke(app, ["repeat", str(tmp_path / "c.yaml"), *args, "--seeds", "3,4", "--vary", "seed,data.split_seed",
+                                      "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    configs = {s: load_config(tmp_path / "g" / f"seed-{s}" / "config.yaml") for s in (3, 4)}
+    assert [(c.seed, c.data.split_seed) for c in configs.values()] == [(3, 3), (4, 4)]
+    val = {s: {r.image for r in RunFolder(tmp_path / "g" / f"seed-{s}").predictions("val")} for s in (3, 4)}
+    assert val[3] != val[4]  # other val images
+    assert json.loads((tmp_path / "g" / "group.json").read_text())["members"]["seed-3"]["vary"] == ["seed", "data.split_seed"]

@@ -22,13 +22,16 @@ def repeat_command(
     random_seeds: bool = typer.Option(False, help="draw the seeds at random (kept in group.json)"),
     out: Optional[Path] = typer.Option(None, help="group folder (default RUN_DIR-repeat)"),
     bootstrap: int = typer.Option(0, help="bootstrap resamples for the CI (0: Student t)"),
+    vary: str = typer.Option("seed", help="config keys set to each member's seed, e.g. "
+                                          "seed,data.split_seed,data.test_split_seed (other splits too)"),
 ) -> None:
     """Train the config once per seed; mean, std, min/max and a 95% CI of every metric."""
     from fgvc.experiments.repeat import draw_seeds, parse_seeds, repeat
 
     cfg = load_config(config, set_)
     seed_list = draw_seeds(int(seeds)) if random_seeds else parse_seeds(seeds, cfg.seed)
-    summary = repeat(cfg, seed_list, out, bootstrap=bootstrap, log=console.print)
+    keys = [k.strip() for k in vary.split(",") if k.strip()]
+    summary = repeat(cfg, seed_list, out, bootstrap=bootstrap, log=console.print, vary=keys)
     for split in ("val", "test"):
         if split in summary["metrics"]:
             _print_summary(summary, split)

@@ -26,19 +26,26 @@ def draw_seeds(count: int) -> list[int]:
 
 
 def repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional[Path] = None, confidence: float = 0.95,
-           bootstrap: int = 0, progress: bool = False, log: Callable[[str], None] = print) -> dict:
+           bootstrap: int = 0, progress: bool = False, log: Callable[[str], None] = print,
+           vary: Sequence[str] = ("seed",)) -> dict:
     """Train ``cfg`` once per seed into GROUP/seed-N (finished seeds are reused, killed ones resumed)
     and return the group summary. Random seeds that were drawn are kept in group.json, so a rerun
-    of the same group reuses them."""
+    of the same group reuses them.
+
+    ``vary``: the config keys each member sets to its seed; e.g. ``("seed", "data.split_seed",
+    "data.test_split_seed")`` also draws other train/val and test splits, for the split-to-split
+    variance of a recipe (a deterministic one, such as the logistic-regression probe, has no other)."""
     group_dir = Path(group_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-repeat")
     existing = group_dir / "group.json"
     if existing.is_file():
         recorded = json.loads(existing.read_text())["members"]
         seeds = list(dict.fromkeys([*(m["seed"] for m in recorded.values()), *seeds]))
-    members = {f"seed-{s}": {"seed": s} for s in seeds}
+    members = {f"seed-{s}": {"seed": s, **({"vary": list(vary)} if tuple(vary) != ("seed",) else {})}
+               for s in seeds}
     write_group(group_dir, "repeat", cfg, members)
     for name, info in members.items():
-        member = member_config(cfg, [f"seed={info['seed']}", f"output.dir={group_dir}", f"output.name={name}"])
+        varied = [f"{key}={info['seed']}" for key in vary]
+        member = member_config(cfg, [*varied, f"output.dir={group_dir}", f"output.name={name}"])
         run_member(member, group_dir / name, progress=progress, log=log)
     summary = summarize_group(group_dir, confidence, bootstrap, only=list(members))
     group_report(group_dir)

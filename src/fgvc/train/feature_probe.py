@@ -103,7 +103,7 @@ def probe_lr_factor(cfg: ExperimentConfig, steps_per_epoch: int):
     return factor
 
 
-PROBE_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+PROBE_C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # low C: standardised, wide features
 
 
 def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes: int,
