@@ -102,10 +102,18 @@ def test_cli_errors_without_traceback(tmp_path):
 def test_every_recipe_in_configs_validates():
     from pathlib import Path
 
+    from fgvc.experiments.questions import PLAN_FILE, arm_config, load_plan
+
     recipes = sorted(Path(__file__).parents[1].joinpath("configs").rglob("*.yaml"))
     assert recipes
     for recipe in recipes:
-        load_config(recipe)
+        if recipe.name == PLAN_FILE:  # a study plan: every arm of every question must validate
+            plan = load_plan(recipe.parent)
+            for question in plan.questions:
+                for overrides in question.arms.values():
+                    arm_config(recipe.parent, plan, question, overrides)
+        else:
+            load_config(recipe)
 
 
 def test_help_lists_commands():
