@@ -59,6 +59,9 @@ def ensembles(size: int = 3) -> None:
 
 
 def metric_rankings() -> None:
+    if not (STUDY / "study.json").is_file():
+        print("### Metrics: pending (no finished question in the study yet)\n")
+        return
     study = json.loads((STUDY / "study.json").read_text())
     arms = {}
     for question in study["questions"].values():
