@@ -91,9 +91,8 @@ def arm_config(folder: Path, plan: StudyPlan, question: Question, overrides: Seq
         raise ConfigError(f"{Path(folder) / PLAN_FILE}: question {question.name}: {exc}") from None
 
 
-def _arm_result(group: Path, name: str, overrides: Sequence[str], cfg: ExperimentConfig, split: str,
+def _arm_result(group: Path, summary: dict, name: str, overrides: Sequence[str], cfg: ExperimentConfig, split: str,
                 metrics: Sequence[str], profile: bool) -> dict:
-    summary = json.loads((group / "summary.json").read_text())
     finished = member_metrics(group)
     seconds = [m["train_seconds"] for m in finished.values() if "train_seconds" in m]
     result = {
@@ -122,9 +121,9 @@ def run_question(folder: Path, plan: StudyPlan, question: Question, out: Path, s
         cfg = arm_config(folder, plan, question, overrides, extra)
         group = out / "arms" / arm_dir_name(base, overrides)
         log(f"== {question.name}: {name} ({' '.join(overrides) or 'reference'})")
-        repeat(cfg, seeds, group, log=log)
+        summary = repeat(cfg, seeds, group, log=log)
         groups.append(group)
-        arms.append(_arm_result(group, name, overrides, cfg, split, plan.metrics, question.profile))
+        arms.append(_arm_result(group, summary, name, overrides, cfg, split, plan.metrics, question.profile))
     names = {str(g.name): a["arm"] for g, a in zip(groups, arms)}
     comparisons = []
     for a, b, comparison, _ in compare_groups(groups, split, plan.metrics):
