@@ -252,6 +252,11 @@ class StrategyConfig(Section):
                                                        "train first (layers of different scales weigh alike)")
 
 
+    @property
+    def pooled_layers(self) -> bool:
+        """True when the probe's features are more than the final layer's average (probe_layers / probe_pooling)."""
+        return self.probe_layers != 1 or self.probe_pooling != ["avg"]
+
     @field_validator("probe_c")
     @classmethod
     def _c_positive(cls, value):
@@ -363,7 +368,7 @@ class ExperimentConfig(Section):
     @model_validator(mode="after")
     def _probe_options(self) -> "ExperimentConfig":
         s = self.strategy
-        if s.name != "features" and (s.probe_layers != 1 or s.probe_pooling != ["avg"] or s.probe_standardize):
+        if s.name != "features" and (s.pooled_layers or s.probe_standardize):
             raise ValueError(f"strategy.probe_layers / probe_pooling / probe_standardize are options of "
                              f"strategy.name: features, not {s.name}; remove them or use the features strategy")
         if s.probe_standardize and s.probe_head != "logreg":

@@ -16,9 +16,6 @@ from torch import nn
 
 from fgvc.errors import ConfigError
 
-POOLINGS = ("avg", "max")
-
-
 def _pool(feature_map: torch.Tensor, pooling: Sequence[str]) -> torch.Tensor:
     pooled = {"avg": lambda m: m.mean((2, 3)), "max": lambda m: m.amax((2, 3))}
     return torch.cat([pooled[p](feature_map) for p in pooling], dim=1)
@@ -65,12 +62,7 @@ class PooledLayersClassifier(nn.Module):
 
 
 def pool_layers(model: nn.Module, num_classes: int, layers: int, pooling: Sequence[str]) -> nn.Module:
-    """``model`` itself for the default (last layer, average: its own head), else the wrapper."""
-    if layers == 1 and tuple(pooling) == ("avg",):
-        return model
-    unknown = [p for p in pooling if p not in POOLINGS]
-    if unknown or not pooling:
-        raise ConfigError(f"strategy.probe_pooling {list(pooling)}: use one or both of {list(POOLINGS)}")
+    """The wrapper around ``model`` (the config has checked ``pooling``: avg and/or max)."""
     if not hasattr(model, "forward_features") or not hasattr(model, "reset_classifier"):
         raise ConfigError(f"strategy.probe_pooling / probe_layers need a timm model; {type(model).__name__} is not one")
     model.reset_classifier(0)  # the wrapper has its own classifier

@@ -65,7 +65,7 @@ def _images_fingerprint(images: ImageList) -> str:
 def _pooling(cfg: ExperimentConfig) -> dict:
     """Which layers and poolings the features are made of; empty for the default (older keys stay valid)."""
     s = cfg.strategy
-    return {} if s.probe_layers == 1 and s.probe_pooling == ["avg"] else {"pooling": [s.probe_layers, s.probe_pooling]}
+    return {"pooling": [s.probe_layers, s.probe_pooling]} if s.pooled_layers else {}
 
 
 def _weights_fingerprint(cfg: ExperimentConfig) -> dict:
