@@ -44,7 +44,7 @@ def test_unknown_key_names_key_and_valid_keys(tmp_path):
 
 
 def test_unknown_section_suggests_close_match():
-    with pytest.raises(ConfigError, match=r"unknown key 'optimizer' \(did you mean 'optim'\?\); valid keys here: data, diffusion, eval, gan, loss"):
+    with pytest.raises(ConfigError, match=r"unknown key 'optimizer' \(did you mean 'optim'\?\); valid keys here: data, diffusion, eval, executor, gan, loss"):
         load_config(None, ["optimizer.lr=1"])
 
 

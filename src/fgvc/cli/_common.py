@@ -26,6 +26,20 @@ err_console = Console(stderr=True)
 
 ConfigArg = typer.Argument(..., help="experiment config (YAML)", exists=False)
 SetOption = typer.Option([], "--set", help="override a config value: key.path=value (repeatable)")
+ExecutorOption = typer.Option(None, "--executor", help="where the runs train: local (one after another here) or "
+                                                       "ray (side by side on Ray workers); default: "
+                                                       "$FGVC_EXECUTOR or the config's executor.name")
+AddressOption = typer.Option(None, "--address", help="a running Ray cluster (ray://HEAD:10001, auto); "
+                                                     "default: $FGVC_RAY_ADDRESS, or start a local one")
+CpusOption = typer.Option(None, "--cpus-per-trial", help="Ray: CPUs per run (its torch threads); default 1")
+GpusOption = typer.Option(None, "--gpus-per-trial", help="Ray: GPUs per run (fractions share one); default 0")
+
+
+def make_group_executor(cfg, executor, address, cpus_per_trial, gpus_per_trial):
+    """The executor the CLI's options (over the environment, over the config) choose."""
+    from fgvc.experiments.executors import executor_settings, make_executor
+
+    return make_executor(executor_settings(cfg, executor, address, cpus_per_trial, gpus_per_trial))
 
 
 def friendly_errors(command: Callable) -> Callable:

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from fgvc.cli._common import ConfigArg, SetOption, _print_metrics, _print_summary, app, console, friendly_errors
+from fgvc.cli._common import (AddressOption, ConfigArg, CpusOption, ExecutorOption, GpusOption, SetOption, _print_metrics,
+                              _print_summary, app, console, friendly_errors, make_group_executor)
 from fgvc.config import load_config
 from fgvc.errors import FgvcError
 
@@ -24,6 +25,10 @@ def repeat_command(
     bootstrap: int = typer.Option(0, help="bootstrap resamples for the CI (0: Student t)"),
     vary: str = typer.Option("seed", help="config keys set to each member's seed, e.g. "
                                           "seed,data.split_seed,data.test_split_seed (other splits too)"),
+    executor: Optional[str] = ExecutorOption,
+    address: Optional[str] = AddressOption,
+    cpus_per_trial: Optional[float] = CpusOption,
+    gpus_per_trial: Optional[float] = GpusOption,
 ) -> None:
     """Train the config once per seed; mean, std, min/max and a 95% CI of every metric."""
     from fgvc.experiments.repeat import draw_seeds, parse_seeds, repeat
@@ -31,7 +36,8 @@ def repeat_command(
     cfg = load_config(config, set_)
     seed_list = draw_seeds(int(seeds)) if random_seeds else parse_seeds(seeds, cfg.seed)
     keys = [k.strip() for k in vary.split(",") if k.strip()]
-    summary = repeat(cfg, seed_list, out, bootstrap=bootstrap, log=console.print, vary=keys)
+    runner = make_group_executor(cfg, executor, address, cpus_per_trial, gpus_per_trial)
+    summary = repeat(cfg, seed_list, out, bootstrap=bootstrap, log=console.print, vary=keys, executor=runner)
     for split in ("val", "test"):
         if split in summary["metrics"]:
             _print_summary(summary, split)
@@ -46,11 +52,17 @@ def crossval_command(
     folds: int = typer.Option(5, min=2, help="number of stratified folds"),
     retrain: bool = typer.Option(False, help="finally train on all folds together"),
     out: Optional[Path] = typer.Option(None, help="group folder (default RUN_DIR-cvK)"),
+    executor: Optional[str] = ExecutorOption,
+    address: Optional[str] = AddressOption,
+    cpus_per_trial: Optional[float] = CpusOption,
+    gpus_per_trial: Optional[float] = GpusOption,
 ) -> None:
     """Stratified k-fold cross-validation: per-fold and aggregated metrics."""
     from fgvc.experiments.crossval import crossval
 
-    summary = crossval(load_config(config, set_), folds, out, retrain=retrain, log=console.print)
+    cfg = load_config(config, set_)
+    runner = make_group_executor(cfg, executor, address, cpus_per_trial, gpus_per_trial)
+    summary = crossval(cfg, folds, out, retrain=retrain, log=console.print, executor=runner)
     _print_summary(summary, "val")
     if "final" in summary and "test" in summary["final"]:
         _print_metrics("retrained on all folds: test metrics", summary["final"]["test"])
@@ -88,13 +100,19 @@ def sweep_command(
     seeds: str = typer.Option("3", help="a count or a list of seeds, the same in every cell"),
     out: Optional[Path] = typer.Option(None, help="sweep folder (default RUN_DIR-sweep)"),
     split: str = typer.Option("test", help="split the comparison uses"),
+    executor: Optional[str] = ExecutorOption,
+    address: Optional[str] = AddressOption,
+    cpus_per_trial: Optional[float] = CpusOption,
+    gpus_per_trial: Optional[float] = GpusOption,
 ) -> None:
     """Run a grid of config values x seeds and compare every cell with the first."""
     from fgvc.experiments.repeat import parse_seeds
     from fgvc.experiments.sweep import parse_grid, sweep
 
     cfg = load_config(config, set_)
-    result = sweep(cfg, parse_grid(grid), parse_seeds(seeds, cfg.seed), out, split, log=console.print)
+    runner = make_group_executor(cfg, executor, address, cpus_per_trial, gpus_per_trial)
+    result = sweep(cfg, parse_grid(grid), parse_seeds(seeds, cfg.seed), out, split, log=console.print,
+                   executor=runner)
     for row in result["comparisons"]:
         console.print(row["verdict"], highlight=False)
 
@@ -149,6 +167,10 @@ def study_command(
     question: List[str] = typer.Option([], help="questions.yaml plans: only this question (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="study folder (default runs/<folder name>)"),
     split: str = typer.Option("test", help="split the comparison uses"),
+    executor: Optional[str] = ExecutorOption,
+    address: Optional[str] = AddressOption,
+    cpus_per_trial: Optional[float] = CpusOption,
+    gpus_per_trial: Optional[float] = GpusOption,
 ) -> None:
     """Run every config of a folder (or every question of its questions.yaml) over the same seeds; metrics
     with CIs, parameters, time, memory, paired verdicts."""
@@ -157,16 +179,17 @@ def study_command(
     from fgvc.experiments.study import study
     from fgvc.models.summary import human_bytes
 
+    runner = make_group_executor(None, executor, address, cpus_per_trial, gpus_per_trial)
     if is_question_study(folder):
         result = run_study(folder, parse_seeds(seeds, 0) if seeds else None, out, split, question, set_,
-                           log=console.print)
+                           log=console.print, executor=runner)
         from fgvc.report.tables import study_markdown
 
         console.print(study_markdown(result), highlight=False, markup=False)
         return
     if question:
         raise FgvcError(f"--question needs a questions.yaml in {folder}")
-    result = study(folder, parse_seeds(seeds or "3", 1), out, split, set_, log=console.print)
+    result = study(folder, parse_seeds(seeds or "3", 1), out, split, set_, log=console.print, executor=runner)
     table = Table(title=f"study {folder} on {split} ({len(result['seeds'])} seeds, mean and 95% CI)")
     for column in ("arm", "top1", "95% CI", "f1_macro", "trainable params", "s / epoch", "activations / image"):
         table.add_column(column, justify="left" if column == "arm" else "right")

@@ -10,6 +10,7 @@ from fgvc.config.schema import (
     DataConfig,
     DatasetName,
     EvalConfig,
+    ExecutorConfig,
     ExperimentConfig,
     LossConfig,
     MixupConfig,
@@ -26,7 +27,7 @@ from fgvc.config.section import Section
 
 __all__ = [
     "AUTO_AUGMENT_ALIASES", "LABEL_CHOICES", "CsvConfig", "DataConfig", "DatasetName", "DiffusionConfig",
-    "EvalConfig", "ExperimentConfig", "GanConfig", "LossConfig", "MixupConfig", "ModelConfig", "OptimConfig",
+    "EvalConfig", "ExecutorConfig", "ExperimentConfig", "GanConfig", "LossConfig", "MixupConfig", "ModelConfig", "OptimConfig",
     "OutputConfig", "ScheduleConfig", "Section", "StableDiffusionConfig", "StrategyConfig", "SyntheticConfig",
     "TrainConfig", "TransformConfig", "apply_overrides", "load_config", "parse_override", "read_yaml",
     "validate_config",

@@ -339,6 +339,20 @@ class OutputConfig(Section):
     name: Optional[str] = Field(None, description="run folder name; null: the config file's name")
 
 
+class ExecutorConfig(Section):
+    """Where a group's runs (repeat, sweep, crossval, study, search) train; never what they compute.
+    The CLI's --executor / --address / --cpus-per-trial / --gpus-per-trial and the environment
+    (FGVC_EXECUTOR, FGVC_RAY_ADDRESS) override it."""
+
+    name: Literal["local", "ray"] = Field("local", description="local: one run after another in this process; "
+                                                              "ray: each run a task on a Ray cluster")
+    address: Optional[str] = Field(None, description="a running Ray cluster (e.g. ray://head:10001 or auto); "
+                                                     "null: start a local one")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs per run; its torch thread count")
+    gpus_per_trial: float = Field(0.0, ge=0)
+    max_retries: int = Field(3, ge=0, description="times a run whose worker died is started again (it resumes)")
+
+
 class ExperimentConfig(Section):
     """One experiment: what data, which model, how it is trained and evaluated, where it is written."""
 
@@ -351,6 +365,7 @@ class ExperimentConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     gan: GanConfig = Field(default_factory=GanConfig)
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
     stable_diffusion: StableDiffusionConfig = Field(default_factory=StableDiffusionConfig)

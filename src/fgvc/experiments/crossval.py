@@ -6,25 +6,31 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from fgvc.config import ExperimentConfig
-from fgvc.experiments.groups import member_config, run_member, summarize_group, write_group
+from fgvc.experiments.executors import Executor, LocalExecutor, MemberJob
+from fgvc.experiments.groups import member_config, summarize_group, write_group
 from fgvc.report.html import group_report
 
 
 def crossval(cfg: ExperimentConfig, folds: int, group_dir: Optional[Path] = None, retrain: bool = False,
-             confidence: float = 0.95, progress: bool = False, log: Callable[[str], None] = print) -> dict:
+             confidence: float = 0.95, progress: bool = False, log: Callable[[str], None] = print,
+             executor: Optional[Executor] = None) -> dict:
     """Train one run per fold (fold k is the val split, ``data.split_seed`` fixes the folds); the summary
-    aggregates the folds. ``retrain`` then trains on all folds together (GROUP/final)."""
+    aggregates the folds. ``retrain`` then trains on all folds together (GROUP/final).
+    ``executor``: where the folds train (default: one after another in this process)."""
+    executor = executor or LocalExecutor()
     group_dir = Path(group_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-cv{folds}")
     members = {f"fold-{k}": {"fold": k, "seed": cfg.seed} for k in range(folds)}
     write_group(group_dir, "crossval", cfg, members)
-    for name, info in members.items():
-        member = member_config(cfg, [f"data.folds={folds}", f"data.fold={info['fold']}",
-                                     f"output.dir={group_dir}", f"output.name={name}"])
-        run_member(member, group_dir / name, progress=progress, log=log)
+    jobs = [MemberJob(member_config(cfg, [f"data.folds={folds}", f"data.fold={info['fold']}",
+                                          f"output.dir={group_dir}", f"output.name={name}"]), group_dir / name)
+            for name, info in members.items()]
+    if retrain:  # independent of the folds: it trains beside them
+        final = member_config(cfg, ["data.folds=null", "data.fold=null", "data.val_fraction=0",
+                                    f"output.dir={group_dir}", "output.name=final"])
+        jobs.append(MemberJob(final, group_dir / "final"))
+    results = executor.run(jobs, progress, log)
     summary = summarize_group(group_dir, confidence, only=list(members))
     group_report(group_dir)
     if retrain:
-        final = member_config(cfg, ["data.folds=null", "data.fold=null", "data.val_fraction=0",
-                                    f"output.dir={group_dir}", "output.name=final"])
-        summary["final"] = run_member(final, group_dir / "final", progress=progress, log=log)
+        summary["final"] = results[-1]
     return summary

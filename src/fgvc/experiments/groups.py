@@ -29,18 +29,20 @@ def member_config(base: ExperimentConfig, overrides: list[str]) -> ExperimentCon
 
 
 def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Reuse a finished member, resume a killed one from its last checkpoint, or train it."""
-    folder = RunFolder(run_dir)
+               log: Callable[[str], None] = print, label: Optional[str] = None) -> dict[str, Any]:
+    """Reuse a finished member, resume a killed one from its last checkpoint, or train it.
+    ``label`` names the member in messages (default: its folder name)."""
+    folder, label = RunFolder(run_dir), label or Path(run_dir).name
     if folder.metrics_file.is_file():
-        log(f"{run_dir.name}: finished earlier, reused")
+        log(f"{label}: finished earlier, reused")
         return folder.metrics()
     if folder.last_checkpoint.is_file():
-        log(f"{run_dir.name}: resuming from its last checkpoint")
+        log(f"{label}: resuming from its last checkpoint")
         return resume(run_dir, progress=progress).metrics
     if run_dir.exists():
-        shutil.rmtree(run_dir)  # started but never finished an epoch: nothing to keep
-    log(f"{run_dir.name}: training")
+        with folder.exclusive():  # a member another process is training is never deleted under it
+            shutil.rmtree(run_dir)  # started but never finished an epoch: nothing to keep
+    log(f"{label}: training")
     return train(cfg, run_dir=run_dir, progress=progress).metrics
 
 

@@ -26,7 +26,8 @@ from fgvc.config.section import Section
 from fgvc.errors import ConfigError, FgvcError, RunStopped
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.groups import member_config, member_metrics
-from fgvc.experiments.repeat import repeat
+from fgvc.experiments.executors import Executor, LocalExecutor
+from fgvc.experiments.repeat import finish_repeat, plan_repeat
 
 PLAN_FILE = "questions.yaml"
 DEFAULT_METRICS = ["top1", "f1_macro", "auroc_macro"]
@@ -111,19 +112,25 @@ def _arm_result(group: Path, summary: dict, name: str, overrides: Sequence[str],
 
 
 def run_question(folder: Path, plan: StudyPlan, question: Question, out: Path, seeds: Sequence[int],
-                 split: str = "test", extra: Sequence[str] = (), log: Callable[[str], None] = print) -> dict:
-    """Train (or reuse) every arm of one question over ``seeds`` and compare each with the reference."""
+                 split: str = "test", extra: Sequence[str] = (), log: Callable[[str], None] = print,
+                 executor: Optional[Executor] = None) -> dict:
+    """Train (or reuse) every arm of one question over ``seeds`` and compare each with the reference.
+    All the question's runs go to ``executor`` at once."""
     order = [question.reference] + [a for a in question.arms if a != question.reference]
-    arms, groups = [], []
     base = question.base or plan.base
+    cfgs, groups, jobs = {}, {}, []
     for name in order:
-        overrides = question.arms[name]
-        cfg = arm_config(folder, plan, question, overrides, extra)
-        group = out / "arms" / arm_dir_name(base, overrides)
-        log(f"== {question.name}: {name} ({' '.join(overrides) or 'reference'})")
-        summary = repeat(cfg, seeds, group, log=log)
-        groups.append(group)
-        arms.append(_arm_result(group, summary, name, overrides, cfg, split, plan.metrics, question.profile))
+        cfgs[name] = arm_config(folder, plan, question, question.arms[name], extra)
+        groups[name], arm_jobs = plan_repeat(cfgs[name], seeds, out / "arms" / arm_dir_name(base, question.arms[name]),
+                                             label=f"{question.name}: {name}")
+        jobs.append(arm_jobs)
+    (executor or LocalExecutor()).run([job for arm_jobs in jobs for job in arm_jobs], log=log)
+    arms = []
+    for name, arm_jobs in zip(order, jobs):
+        summary = finish_repeat(groups[name], arm_jobs)
+        arms.append(_arm_result(groups[name], summary, name, question.arms[name], cfgs[name], split, plan.metrics,
+                                question.profile))
+    groups = list(groups.values())
     names = {str(g.name): a["arm"] for g, a in zip(groups, arms)}
     comparisons = []
     for a, b, comparison, _ in compare_groups(groups, split, plan.metrics):
@@ -134,7 +141,7 @@ def run_question(folder: Path, plan: StudyPlan, question: Question, out: Path, s
 
 def run_study(folder: Path, seeds: Optional[Sequence[int]] = None, out: Optional[Path] = None, split: str = "test",
               only: Optional[Sequence[str]] = None, extra: Sequence[str] = (),
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, executor: Optional[Executor] = None) -> dict:
     """Every question of ``folder/questions.yaml`` (or those named in ``only``), in the plan's order.
 
     study.json and tables.md are rewritten after each question, so a long study shows its finished
@@ -162,7 +169,8 @@ def run_study(folder: Path, seeds: Optional[Sequence[int]] = None, out: Optional
         if only and question.name not in only:
             continue
         try:
-            result["questions"][question.name] = run_question(folder, plan, question, out, seeds, split, extra, log)
+            result["questions"][question.name] = run_question(folder, plan, question, out, seeds, split, extra, log,
+                                                                 executor)
         except RunStopped:
             raise
         except Exception as exc:  # noqa: BLE001 - one failed question must not end a study of many hours

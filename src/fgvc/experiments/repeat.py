@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from fgvc.config import ExperimentConfig
-from fgvc.experiments.groups import member_config, run_member, summarize_group, write_group
+from fgvc.experiments.executors import Executor, LocalExecutor, MemberJob
+from fgvc.experiments.groups import member_config, summarize_group, write_group
 from fgvc.report.html import group_report
 
 
@@ -25,16 +26,12 @@ def draw_seeds(count: int) -> list[int]:
     return [secrets.randbelow(2 ** 31 - 1) for _ in range(count)]
 
 
-def repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional[Path] = None, confidence: float = 0.95,
-           bootstrap: int = 0, progress: bool = False, log: Callable[[str], None] = print,
-           vary: Sequence[str] = ("seed",)) -> dict:
-    """Train ``cfg`` once per seed into GROUP/seed-N (finished seeds are reused, killed ones resumed)
-    and return the group summary. Random seeds that were drawn are kept in group.json, so a rerun
-    of the same group reuses them.
+def plan_repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional[Path] = None,
+                vary: Sequence[str] = ("seed",), label: str = "") -> tuple[Path, list[MemberJob]]:
+    """Write GROUP/group.json and return the member jobs (one per seed) an executor runs.
 
-    ``vary``: the config keys each member sets to its seed; e.g. ``("seed", "data.split_seed",
-    "data.test_split_seed")`` also draws other train/val and test splits, for the split-to-split
-    variance of a recipe (a deterministic one, such as the logistic-regression probe, has no other)."""
+    Random seeds that were drawn earlier are kept in group.json, so a rerun of the same group
+    reuses them. ``label`` prefixes the members' names in messages (a sweep's cell, a study's arm)."""
     group_dir = Path(group_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-repeat")
     existing = group_dir / "group.json"
     if existing.is_file():
@@ -43,10 +40,31 @@ def repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional[Path
     members = {f"seed-{s}": {"seed": s, **({"vary": list(vary)} if tuple(vary) != ("seed",) else {})}
                for s in seeds}
     write_group(group_dir, "repeat", cfg, members)
+    jobs = []
     for name, info in members.items():
         varied = [f"{key}={info['seed']}" for key in vary]
         member = member_config(cfg, [*varied, f"output.dir={group_dir}", f"output.name={name}"])
-        run_member(member, group_dir / name, progress=progress, log=log)
-    summary = summarize_group(group_dir, confidence, bootstrap, only=list(members))
+        jobs.append(MemberJob(member, group_dir / name, f"{label}/{name}" if label else name))
+    return group_dir, jobs
+
+
+def finish_repeat(group_dir: Path, jobs: Sequence[MemberJob], confidence: float = 0.95, bootstrap: int = 0) -> dict:
+    """The group's summary.json and report.html, over the members of ``jobs``."""
+    summary = summarize_group(group_dir, confidence, bootstrap, only=[job.run_dir.name for job in jobs])
     group_report(group_dir)
     return summary
+
+
+def repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional[Path] = None, confidence: float = 0.95,
+           bootstrap: int = 0, progress: bool = False, log: Callable[[str], None] = print,
+           vary: Sequence[str] = ("seed",), executor: Optional[Executor] = None) -> dict:
+    """Train ``cfg`` once per seed into GROUP/seed-N (finished seeds are reused, killed ones resumed)
+    and return the group summary.
+
+    ``vary``: the config keys each member sets to its seed; e.g. ``("seed", "data.split_seed",
+    "data.test_split_seed")`` also draws other train/val and test splits, for the split-to-split
+    variance of a recipe (a deterministic one, such as the logistic-regression probe, has no other).
+    ``executor``: where the members train (default: one after another in this process)."""
+    group_dir, jobs = plan_repeat(cfg, seeds, group_dir, vary)
+    (executor or LocalExecutor()).run(jobs, progress, log)
+    return finish_repeat(group_dir, jobs, confidence, bootstrap)

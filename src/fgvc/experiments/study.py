@@ -17,7 +17,8 @@ from fgvc.errors import FgvcError
 from fgvc.models.assembly import build_network
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.groups import member_metrics
-from fgvc.experiments.repeat import repeat
+from fgvc.experiments.executors import Executor, LocalExecutor
+from fgvc.experiments.repeat import finish_repeat, plan_repeat
 from fgvc.models.summary import summarize
 
 
@@ -32,17 +33,20 @@ def profile(cfg, num_classes: int) -> dict:
 
 
 def study(folder: Path, seeds: Sequence[int], out: Optional[Path] = None, split: str = "test",
-          overrides: Sequence[str] = (), log: Callable[[str], None] = print) -> dict:
+          overrides: Sequence[str] = (), log: Callable[[str], None] = print,
+          executor: Optional[Executor] = None) -> dict:
+    """Every config of ``folder`` over ``seeds``; all arms' runs go to ``executor`` at once."""
     folder = Path(folder)
     configs = sorted(folder.glob("*.yaml"))
     if len(configs) < 2:
         raise FgvcError(f"a study needs at least two configs in {folder}, found {len(configs)}")
     out = Path(out or Path("runs") / folder.name)
+    cfgs = {path: load_config(path, list(overrides)) for path in configs}
+    planned = {path: plan_repeat(cfg, seeds, out / path.stem, label=path.stem)[1] for path, cfg in cfgs.items()}
+    (executor or LocalExecutor()).run([job for jobs in planned.values() for job in jobs], log=log)
     arms = []
-    for path in configs:
-        cfg = load_config(path, list(overrides))
-        log(f"== {path.stem}")
-        summary = repeat(cfg, seeds, out / path.stem, log=log)
+    for path, cfg in cfgs.items():
+        summary = finish_repeat(out / path.stem, planned[path])
         members = member_metrics(out / path.stem)
         per_epoch = [m["train_seconds"] / max(1, m.get("epochs") or cfg.train.epochs) for m in members.values()]
         arms.append({

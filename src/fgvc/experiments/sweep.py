@@ -14,7 +14,8 @@ from fgvc.config import ExperimentConfig
 from fgvc.errors import ConfigError
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.groups import member_config
-from fgvc.experiments.repeat import repeat
+from fgvc.experiments.executors import Executor, LocalExecutor
+from fgvc.experiments.repeat import finish_repeat, plan_repeat
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
@@ -34,18 +35,22 @@ def cell_name(assignment: dict) -> str:
 
 
 def sweep(cfg: ExperimentConfig, grid: dict[str, list], seeds: Sequence[int], sweep_dir: Optional[Path] = None,
-          split: str = "test", progress: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Run every cell of the grid over ``seeds`` (same seeds everywhere: comparisons are paired)."""
+          split: str = "test", progress: bool = False, log: Callable[[str], None] = print,
+          executor: Optional[Executor] = None) -> dict:
+    """Run every cell of the grid over ``seeds`` (same seeds everywhere: comparisons are paired).
+    All cells' runs go to ``executor`` at once, so a Ray cluster trains them side by side."""
     sweep_dir = Path(sweep_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-sweep")
     keys = list(grid)
     cells = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-    groups = []
+    groups, jobs = [], {}
     for assignment in cells:
         name = cell_name(assignment)
         cell_cfg = member_config(cfg, [f"{k}={json.dumps(v)}" for k, v in assignment.items()])
-        log(f"== {name}")
-        repeat(cell_cfg, seeds, sweep_dir / name, progress=progress, log=log)
-        groups.append(sweep_dir / name)
+        group, jobs[group] = plan_repeat(cell_cfg, seeds, sweep_dir / name, label=name)
+        groups.append(group)
+    (executor or LocalExecutor()).run([job for cell in jobs.values() for job in cell], progress, log)
+    for group in groups:
+        finish_repeat(group, jobs[group])
     rows = compare_groups(groups, split) if len(groups) > 1 else []
     result = {"grid": grid, "seeds": list(seeds), "cells": [str(g) for g in groups],
               "comparisons": [{"a": a, "b": b, **c.to_dict(), "verdict": v} for a, b, c, v in rows]}
