@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
+from pydantic import ValidationError
+
 from fgvc.config import ExperimentConfig
 from fgvc.config.schema import ExecutorConfig
 from fgvc.errors import ConfigError
@@ -67,8 +69,11 @@ def executor_settings(cfg: Optional[ExperimentConfig] = None, name: Optional[str
         raise ConfigError(f"{source}: unknown executor {chosen['name']!r}; choose local or ray")
     try:
         return ExecutorConfig(**chosen)
-    except ValueError as exc:
-        raise ConfigError(f"executor settings: {str(exc).splitlines()[-1].strip()}") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0])
+        raise ConfigError(f"--{key.replace('_', '-')} / executor.{key}: {error['msg']} "
+                          f"(got {error.get('input')!r})") from None
 
 
 def make_executor(settings: ExecutorConfig) -> Executor:

@@ -47,7 +47,11 @@ def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
 
 
 def write_group(group_dir: Path, kind: str, base: ExperimentConfig, members: dict[str, dict]) -> None:
-    group_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        group_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FgvcError(f"cannot make the group folder {group_dir}: {exc.strerror or exc}; "
+                        "choose another --out or output.dir") from None
     (group_dir / "group.json").write_text(json.dumps(
         {"kind": kind, "config": base.model_dump(mode="json"), "members": members}, indent=2))
 

@@ -165,7 +165,8 @@ class RayExecutor:
                 except Exception as exc:  # noqa: BLE001 - one member failed: stop the others, say why
                     for ref in pending:
                         ray.cancel(ref)
-                    raise FgvcError(f"{jobs[index].name}: {_cause(exc)}. {on_disk([jobs[i] for i in todo])}; "
+                    raise FgvcError(f"{jobs[index].name}: {_cause(exc).rstrip('.')}. On disk: "
+                                    f"{on_disk([jobs[i] for i in todo])}; "
                                     "the same command again reuses finished runs and resumes the others") from None
                 if not RunFolder(jobs[index].run_dir).metrics_file.is_file():
                     raise FgvcError(f"{jobs[index].name} finished on a Ray worker, but its run folder "

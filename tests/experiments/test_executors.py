@@ -1,0 +1,187 @@
+"""The ray executor against the local one on the tiny colour fixture: same folders, same metrics,
+a killed worker retried and resumed, storage and resource checks. Real training, real Ray."""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from fgvc.cli import app
+from fgvc.config import load_config
+from fgvc.errors import ConfigError, FgvcError
+from fgvc.experiments.executors import LocalExecutor, executor_settings, make_executor
+from fgvc.experiments.repeat import repeat
+from fgvc.experiments.sweep import sweep
+from fgvc.runfolder import RunFolder
+
+ray = pytest.importorskip("ray")
+runner = CliRunner()
+
+
+def quiet(_):
+    pass
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray instance for the module (the executor reuses a connection it finds)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
+    yield
+    ray.shutdown()
+
+
+def ray_executor(**settings):
+    return make_executor(executor_settings(None, "ray", cpus_per_trial=1, **settings))
+
+
+def run_files(run_dir):
+    return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
+                  if p.is_file() and ".lock" not in p.name)
+
+
+def test_ray_repeat_writes_the_same_folders_and_metrics_as_local(tiny_overrides, tmp_path, ray_cluster):
+    cfg = load_config(None, tiny_overrides)
+    local = repeat(cfg, [1, 2], tmp_path / "local", log=quiet)
+    remote = repeat(cfg, [1, 2], tmp_path / "ray", log=quiet, executor=ray_executor())
+    assert remote["members"] == local["members"] == ["seed-1", "seed-2"]
+    for split in ("val", "test"):
+        assert set(remote["metrics"][split]) == set(local["metrics"][split]) >= {"top1", "f1_macro", "ece"}
+        for metric, stats in local["metrics"][split].items():
+            assert remote["metrics"][split][metric]["mean"] == pytest.approx(stats["mean"], abs=1e-6), metric
+    for seed in (1, 2):
+        a, b = tmp_path / "local" / f"seed-{seed}", tmp_path / "ray" / f"seed-{seed}"
+        assert run_files(a) == run_files(b)
+        assert json.loads((b / "metrics.json").read_text())["test"]["top1"] == \
+            json.loads((a / "metrics.json").read_text())["test"]["top1"]
+    assert (tmp_path / "ray" / "summary.json").is_file() and (tmp_path / "ray" / "report.html").is_file()
+
+
+def test_ray_sweep_reuses_finished_runs_without_starting_ray(tiny_overrides, tmp_path, ray_cluster):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    first = sweep(cfg, {"optim.lr": [0.01, 0.03]}, [1, 2], tmp_path / "s", log=quiet, executor=ray_executor())
+    assert len(first["comparisons"]) >= 1
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").rglob("metrics.json")}
+    assert len(stamps) == 4
+    messages = []
+    sweep(cfg, {"optim.lr": [0.01, 0.03]}, [1, 2], tmp_path / "s", log=messages.append, executor=ray_executor())
+    assert sorted(messages) == sorted(f"optim.lr={lr}/seed-{s}: finished earlier, reused"
+                                      for lr in (0.01, 0.03) for s in (1, 2))
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_a_killed_ray_worker_is_retried_and_resumes_to_the_same_result(tiny_overrides, tmp_path, ray_cluster):
+    overrides = tiny_overrides + ["train.epochs=6"]
+    cfg = load_config(None, overrides)
+    member = tmp_path / "ray" / "seed-3"
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        summary=repeat(cfg, [3], tmp_path / "ray", log=quiet, executor=ray_executor())))
+    thread.start()
+    deadline = time.time() + 120
+    while not (member / "checkpoints" / "last.ckpt").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    killed = RunFolder(member).status()["pid"]
+    assert killed != os.getpid()  # the run trains in a Ray worker, not here
+    os.kill(killed, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert "summary" in outcome, "the repeat did not finish after its worker was killed"
+    assert RunFolder(member).status()["pid"] != killed  # a new worker finished it
+    assert RunFolder(member).status()["status"] == "finished"
+    local = repeat(cfg, [3], tmp_path / "local", log=quiet)
+    assert outcome["summary"]["metrics"]["test"]["top1"]["mean"] == local["metrics"]["test"]["top1"]["mean"]
+    assert outcome["summary"]["metrics"]["test"]["ece"]["mean"] == pytest.approx(
+        local["metrics"]["test"]["ece"]["mean"], abs=1e-6)
+    history = RunFolder(member).history()
+    assert [int(row["epoch"]) for row in history] == list(range(len(history)))  # no epoch lost or repeated
+    assert len(history) == 6
+
+
+def test_ray_says_when_a_worker_cannot_write_the_output_dir(tiny_overrides, tmp_path, ray_cluster):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    with pytest.raises(FgvcError, match=r"cannot make the group folder .*a-file/group: Not a directory"):
+        repeat(cfg, [1], blocker / "group", log=quiet, executor=ray_executor())  # the driver cannot either
+    # a folder only the workers cannot write: the check the executor makes before any run starts
+    executor = ray_executor()
+    with pytest.raises(FgvcError, match=r"Ray worker on .* cannot write to .*a-file/group \(Not a directory\); output.dir must be writable by every worker"):
+        executor._check_shared_storage(ray, blocker / "group")
+    executor._check_shared_storage(ray, tmp_path / "fine")
+    assert list((tmp_path / "fine").iterdir()) == []  # the probe file is cleaned up
+
+
+def test_ray_refuses_more_cpus_per_trial_than_the_cluster_has(tiny_overrides, tmp_path, ray_cluster):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    with pytest.raises(FgvcError, match=r"--cpus-per-trial 64: the Ray cluster has 2 CPUs in all"):
+        repeat(cfg, [1], tmp_path / "g", log=quiet,
+               executor=make_executor(executor_settings(None, "ray", cpus_per_trial=64)))
+
+
+def test_ray_member_error_names_the_member_and_what_is_on_disk(tiny_overrides, tmp_path, ray_cluster):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1", f"data.root={tmp_path / 'missing'}"])
+    with pytest.raises(FgvcError, match=r"seed-1: ImageFolder: data folder not found: .*missing\. .*\. On disk: 0 finished; "):
+        repeat(cfg, [1], tmp_path / "g", log=quiet, executor=ray_executor())
+
+
+def test_cli_repeat_with_the_ray_executor(tiny_overrides, tmp_path, ray_cluster):
+    (tmp_path / "exp.yaml").write_text("seed: 0\n")
+    args = ["repeat", str(tmp_path / "exp.yaml"), "--seeds", "2", "--out", str(tmp_path / "g"), "--executor", "ray",
+            "--cpus-per-trial", "1"]
+    for item in tiny_overrides + ["train.epochs=1"]:
+        args += ["--set", item]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 runs sent to Ray (1 CPU, 0 GPU each)" in result.output
+    assert sorted(p.name for p in (tmp_path / "g").glob("seed-*/metrics.json")) == ["metrics.json"] * 2
+
+
+def test_executor_settings_precedence_and_errors(monkeypatch, tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["executor.name=ray", "executor.cpus_per_trial=2"])
+    assert executor_settings(cfg).name == "ray" and executor_settings(cfg).cpus_per_trial == 2
+    assert executor_settings(cfg, "local").name == "local"  # the command line wins
+    monkeypatch.setenv("FGVC_EXECUTOR", "local")
+    monkeypatch.setenv("FGVC_RAY_ADDRESS", "ray://head:10001")
+    assert executor_settings(cfg).name == "local" and executor_settings(cfg).address == "ray://head:10001"
+    assert isinstance(make_executor(executor_settings(cfg)), LocalExecutor)
+    monkeypatch.setenv("FGVC_EXECUTOR", "dask")
+    with pytest.raises(ConfigError, match="FGVC_EXECUTOR: unknown executor 'dask'; choose local or ray"):
+        executor_settings(cfg)
+    with pytest.raises(ConfigError, match=r"--cpus-per-trial / executor.cpus_per_trial: Input should be greater than 0 \(got 0\)"):
+        executor_settings(None, "ray", cpus_per_trial=0)
+
+
+def test_missing_ray_is_one_clear_error(monkeypatch, tiny_overrides, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    with pytest.raises(FgvcError, match=r"--executor ray needs Ray, which is not installed: pip install 'fgvc\[ray\]'"):
+        repeat(cfg, [1], tmp_path / "g", log=quiet, executor=ray_executor())
+
+
+def test_ctrl_c_stops_the_ray_runs_and_says_what_is_on_disk(tiny_overrides, tmp_path):
+    """A real `fgvc repeat --executor ray` (its own Ray instance) interrupted as Ctrl-C does."""
+    import subprocess
+
+    (tmp_path / "exp.yaml").write_text("seed: 0\n")
+    from pathlib import Path
+
+    args = [str(Path(sys.executable).parent / "fgvc"), "repeat", str(tmp_path / "exp.yaml"), "--seeds", "2",
+            "--out", str(tmp_path / "g"), "--executor", "ray"]
+    for item in tiny_overrides + ["train.epochs=30"]:
+        args += ["--set", item]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while len(list((tmp_path / "g").glob("seed-*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "stopped by Ctrl-C. On disk: 0 finished; 2 with a checkpoint to resume (seed-0, seed-1)" in output
+    assert "the same command again reuses finished runs and resumes the others" in output
+    statuses = [RunFolder(path).status() for path in sorted((tmp_path / "g").glob("seed-*"))]
+    assert [s["status"] for s in statuses] == ["stopped", "stopped"]
+    assert all("SIGINT" in s["reason"] for s in statuses)
