@@ -202,3 +202,32 @@ def study_command(
     console.print(table)
     for row in result["comparisons"]:
         console.print(row["verdict"], highlight=False)
+
+
+@app.command("search")
+@friendly_errors
+def search_command(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    space: Path = typer.Option(..., help="SPACE.yaml: config keys and distributions, e.g. "
+                                         "optim.lr: {loguniform: [1.0e-4, 1.0e-2]}"),
+    trials: int = typer.Option(16, min=1, help="number of trials"),
+    budget_epochs: Optional[int] = typer.Option(None, min=1, help="epochs per trial (ASHA's maximum); "
+                                                                  "default train.epochs"),
+    seeds: str = typer.Option("3", help="confirmation seeds: a count (>= 3) or a list"),
+    metric: Optional[str] = typer.Option(None, help="validation metric to choose by (default train.monitor)"),
+    out: Optional[Path] = typer.Option(None, help="search folder (default RUN_DIR-search)"),
+    address: Optional[str] = AddressOption,
+    cpus_per_trial: Optional[float] = CpusOption,
+    gpus_per_trial: Optional[float] = GpusOption,
+) -> None:
+    """Ray Tune search (Optuna TPE, ASHA pruning on val), then the best vs the start over the same seeds."""
+    from fgvc.experiments.executors import executor_settings
+    from fgvc.experiments.repeat import parse_seeds
+    from fgvc.experiments.search import search
+
+    cfg = load_config(config, set_)
+    settings = executor_settings(cfg, "ray", address, cpus_per_trial, gpus_per_trial)
+    record = search(cfg, space, trials, out, budget_epochs, parse_seeds(seeds, cfg.seed), settings, metric,
+                    log=console.print)
+    console.print(record["confirmation"]["verdict"], highlight=False)

@@ -108,11 +108,13 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence[L.Ca
 
 
 def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = False,
-          callbacks: Sequence[L.Callback] = (), progress: bool = True, checkpoint: str = RunFolder.LAST) -> RunResult:
+          callbacks: Sequence[L.Callback] = (), progress: bool = True, checkpoint: str = RunFolder.LAST,
+          evaluate: Sequence[str] = ("val", "test")) -> RunResult:
     """Fine-tune per ``cfg``, then evaluate the best checkpoint on val and test; returns the run's metrics.
 
     ``run_dir``: train into this folder (a group's member); by default a new folder is claimed.
     ``resume``: continue the run in ``run_dir`` from ``checkpoints/<checkpoint>.ckpt``.
+    ``evaluate``: the splits the finished run is evaluated on (a search's trials never see test).
     """
     quiet_lightning()
     if cfg.strategy.name == "features":  # frozen backbone once (cached), then only the head trains
@@ -133,18 +135,19 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
         if launched_rank is not None:  # a DDP rank that Lightning started: rank 0 owns the folder
             return _fit_and_evaluate(cfg, launched_rank, splits, model, weights_report, callbacks, progress,
                                      stop_request, launched_rank.checkpoint(checkpoint) if resume else None,
-                                     start_epoch)
+                                     start_epoch, evaluate)
         folder = folder or RunFolder.claim(cfg.run_dir)
         with recorded(folder, stop_request, resume_hint(folder)), shared_with_ranks(folder):
             if not resume:
                 folder.write_header(cfg.to_yaml(), splits.class_names)
             return _fit_and_evaluate(cfg, folder, splits, model, weights_report, callbacks, progress, stop_request,
-                                     folder.checkpoint(checkpoint) if resume else None, start_epoch)
+                                     folder.checkpoint(checkpoint) if resume else None, start_epoch, evaluate)
 
 
 def _fit_and_evaluate(cfg: ExperimentConfig, folder: RunFolder, splits: DataSplits, model, weights_report,
                       callbacks: Sequence[L.Callback], progress: bool, stop_request: StopRequest,
-                      checkpoint: Optional[Path], start_epoch: int) -> RunResult:
+                      checkpoint: Optional[Path], start_epoch: int,
+                      evaluate: Sequence[str] = ("val", "test")) -> RunResult:
     started = time.perf_counter()
     if weights_report is not None:
         print(weights_report)
@@ -177,7 +180,7 @@ def _fit_and_evaluate(cfg: ExperimentConfig, folder: RunFolder, splits: DataSpli
                                "parameters": {"total": total, "trainable": trainable},
                                "weights": str(weights_report) if weights_report else None,
                                "train_seconds": round(train_seconds, 2)}
-    for split in ("val", "test"):
+    for split in evaluate:
         images = getattr(splits, split)
         if images is not None and len(images) and images.is_labelled:
             metrics[split] = evaluate_split(trained, split, splits=splits)
@@ -230,8 +233,10 @@ def read_resume_checkpoint(folder: Optional[RunFolder], which: str = RunFolder.L
     return read_checkpoint(path, advice)
 
 
-def resume(run_dir: Path, progress: bool = True, checkpoint: str = RunFolder.LAST) -> RunResult:
+def resume(run_dir: Path, progress: bool = True, checkpoint: str = RunFolder.LAST,
+           callbacks: Sequence[L.Callback] = (), evaluate: Sequence[str] = ("val", "test")) -> RunResult:
     """Continue a killed run from its last (or best) checkpoint, with the config it was started with."""
     folder = RunFolder(run_dir).require()
     cfg = load_config(folder.config_file)
-    return train(cfg, run_dir=folder.path, resume=True, progress=progress, checkpoint=checkpoint)
+    return train(cfg, run_dir=folder.path, resume=True, progress=progress, checkpoint=checkpoint,
+                 callbacks=callbacks, evaluate=evaluate)
