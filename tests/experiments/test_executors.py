@@ -45,7 +45,8 @@ def run_files(run_dir):
 
 
 def test_ray_repeat_writes_the_same_folders_and_metrics_as_local(tiny_overrides, tmp_path, ray_cluster):
-    cfg = load_config(None, tiny_overrides)
+    # CPU results depend on the torch thread count in the last bits: pinned, the executors agree exactly
+    cfg = load_config(None, tiny_overrides + ["train.threads=1"])
     local = repeat(cfg, [1, 2], tmp_path / "local", log=quiet)
     remote = repeat(cfg, [1, 2], tmp_path / "ray", log=quiet, executor=ray_executor())
     assert remote["members"] == local["members"] == ["seed-1", "seed-2"]
@@ -56,8 +57,8 @@ def test_ray_repeat_writes_the_same_folders_and_metrics_as_local(tiny_overrides,
     for seed in (1, 2):
         a, b = tmp_path / "local" / f"seed-{seed}", tmp_path / "ray" / f"seed-{seed}"
         assert run_files(a) == run_files(b)
-        assert json.loads((b / "metrics.json").read_text())["test"]["top1"] == \
-            json.loads((a / "metrics.json").read_text())["test"]["top1"]
+        local_metrics, ray_metrics = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+        assert ray_metrics["test"] == local_metrics["test"] and ray_metrics["val"] == local_metrics["val"]
     assert (tmp_path / "ray" / "summary.json").is_file() and (tmp_path / "ray" / "report.html").is_file()
 
 
@@ -75,7 +76,7 @@ def test_ray_sweep_reuses_finished_runs_without_starting_ray(tiny_overrides, tmp
 
 
 def test_a_killed_ray_worker_is_retried_and_resumes_to_the_same_result(tiny_overrides, tmp_path, ray_cluster):
-    overrides = tiny_overrides + ["train.epochs=6"]
+    overrides = tiny_overrides + ["train.epochs=6", "train.threads=1"]
     cfg = load_config(None, overrides)
     member = tmp_path / "ray" / "seed-3"
     outcome = {}
@@ -92,10 +93,10 @@ def test_a_killed_ray_worker_is_retried_and_resumes_to_the_same_result(tiny_over
     assert "summary" in outcome, "the repeat did not finish after its worker was killed"
     assert RunFolder(member).status()["pid"] != killed  # a new worker finished it
     assert RunFolder(member).status()["status"] == "finished"
-    local = repeat(cfg, [3], tmp_path / "local", log=quiet)
-    assert outcome["summary"]["metrics"]["test"]["top1"]["mean"] == local["metrics"]["test"]["top1"]["mean"]
-    assert outcome["summary"]["metrics"]["test"]["ece"]["mean"] == pytest.approx(
-        local["metrics"]["test"]["ece"]["mean"], abs=1e-6)
+    repeat(cfg, [3], tmp_path / "local", log=quiet)
+    resumed, uninterrupted = (json.loads((d / "metrics.json").read_text())
+                              for d in (member, tmp_path / "local" / "seed-3"))
+    assert resumed["test"] == uninterrupted["test"]  # resume is exact
     history = RunFolder(member).history()
     assert [int(row["epoch"]) for row in history] == list(range(len(history)))  # no epoch lost or repeated
     assert len(history) == 6

@@ -317,6 +317,9 @@ class TrainConfig(Section):
     early_stopping_patience: Optional[int] = Field(None, ge=1)
     monitor: str = "val/top1"
     deterministic: bool = True
+    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads of the run; CPU results depend on "
+                                                           "it in the last bits. null: torch's default (all cores), "
+                                                           "or the Ray executor's CPU share")
     limit_train_batches: Optional[Union[int, float]] = None
     limit_val_batches: Optional[Union[int, float]] = None
 

@@ -77,7 +77,7 @@ def _run_job(config: dict, run_dir: str, label: str, cwd: str, cpus: float) -> d
 
     if os.path.isdir(cwd):  # relative data paths mean what they mean on the driver (same machine or shared)
         os.chdir(cwd)
-    torch.set_num_threads(max(1, int(cpus)))
+    torch.set_num_threads(max(1, int(cpus)))  # the run's train.threads, when set, wins
     _check_writable(str(Path(run_dir).parent))
     cfg = validate_config(config, source=f"{run_dir}/config")
     return run_member(cfg, Path(run_dir), log=print, label=label)

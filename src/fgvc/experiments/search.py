@@ -64,7 +64,7 @@ def run_trial(params: dict, *, base: dict, trials_dir: str, cwd: str, cpus: floa
 
     if os.path.isdir(cwd):
         os.chdir(cwd)
-    torch.set_num_threads(max(1, int(cpus)))
+    torch.set_num_threads(max(1, int(cpus)))  # the run's train.threads, when set, wins
     name = f"trial-{tune.get_context().get_trial_id()}"
     cfg = member_config(validate_config(base, source="search base"),
                         overrides_for(params) + [f"output.dir={trials_dir}", f"output.name={name}"])

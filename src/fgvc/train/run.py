@@ -116,6 +116,24 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
     ``resume``: continue the run in ``run_dir`` from ``checkpoints/<checkpoint>.ckpt``.
     ``evaluate``: the splits the finished run is evaluated on (a search's trials never see test).
     """
+    with torch_threads(cfg.train.threads):
+        return _train(cfg, run_dir, resume, callbacks, progress, checkpoint, evaluate)
+
+
+@contextlib.contextmanager
+def torch_threads(count: Optional[int]) -> Iterator[None]:
+    """Run with ``count`` torch threads (None: leave them), then put the previous count back."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(cfg: ExperimentConfig, run_dir: Optional[Path], resume: bool, callbacks: Sequence[L.Callback],
+           progress: bool, checkpoint: str, evaluate: Sequence[str]) -> RunResult:
     quiet_lightning()
     if cfg.strategy.name == "features":  # frozen backbone once (cached), then only the head trains
         from fgvc.train.feature_probe import train_feature_probe
