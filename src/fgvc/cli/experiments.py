@@ -231,3 +231,4 @@ def search_command(
     record = search(cfg, space, trials, out, budget_epochs, parse_seeds(seeds, cfg.seed), settings, metric,
                     log=console.print)
     console.print(record["confirmation"]["verdict"], highlight=False)
+    console.print(f"search folder: {record['folder']} (best.yaml, report.html)")

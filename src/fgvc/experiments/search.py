@@ -183,6 +183,7 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
     for name, arm_jobs in zip(groups, jobs):
         finish_repeat(groups[name], arm_jobs)
     record["confirmation"] = confirmation(groups["start"], groups["best"], metric.split("/", 1)[-1])
+    record["folder"] = str(search_dir)
     record["importances"] = importances(record["trials"], dimensions, mode)
     record_file.write_text(json.dumps(record, indent=2))
     from fgvc.report.search_report import search_report
