@@ -16,12 +16,21 @@ from fgvc.runfolder import RunFolder, read_checkpoint
 from fgvc.train.callbacks import EpochReseed, EpochSummary
 from fgvc.train.run import quiet_lightning
 
-__all__ = ["RunFolder", "TrainedRun", "load_run", "predict", "quiet_lightning", "read_checkpoint", "run_callbacks"]
+__all__ = ["RunFolder", "TrainedRun", "load_run", "plain_model", "predict", "quiet_lightning", "read_checkpoint",
+           "run_callbacks"]
 
 
 def load_run(run_dir: Path | str, checkpoint: str = RunFolder.BEST) -> TrainedRun:
     """A finished run's model (CPU, eval mode) with its config, class names and transforms."""
     return load_trained(Path(run_dir), checkpoint)
+
+
+def plain_model(run: TrainedRun) -> torch.nn.Module:
+    """The run's network as plain layers (LoRA adapters merged into the weights), in eval mode: what
+    an export writes."""
+    from fgvc.models.strategies import merge_lora
+
+    return merge_lora(run.model).eval()
 
 
 def predict(run: TrainedRun, images: ImageList, batch_size: int | None = None) -> torch.Tensor:

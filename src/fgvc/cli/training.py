@@ -70,14 +70,29 @@ def predict_command(
     kind: str = typer.Option("label", "--format", help="label: id,label rows; probs: id + one column per class"),
     id_column: str = typer.Option("id", help="name of the id column"),
     label_column: str = typer.Option("label", help="name of the label column (label format)"),
+    engine: str = typer.Option("torch", help="torch (the run's model) or onnx (ONNX Runtime on an exported "
+                                             "model: RUN/export/model.onnx, or --model)"),
+    model_file: Optional[Path] = typer.Option(None, "--model", help="--engine onnx: the .onnx file to run "
+                                                                    "(e.g. an int8 one)"),
 ) -> None:
     """Classify a folder of images and write a Kaggle submission CSV."""
+    import dataclasses
+
     from fgvc.evaluate.predict import predict_probs, write_submission
     from fgvc.evaluate.runs import images_in_folder, load_trained
 
     if kind not in ("label", "probs"):
         raise FgvcError(f"--format {kind!r}: use label or probs")
+    if engine not in ("torch", "onnx"):
+        raise FgvcError(f"--engine {engine!r}: use torch or onnx")
     run = load_trained(run_dir)
+    if engine == "onnx":
+        from fgvc.export.engines import OnnxRuntimeModel
+
+        path = model_file or Path(run_dir) / "export" / "model.onnx"
+        if not Path(path).is_file():
+            raise FgvcError(f"no ONNX model at {path}; write it with `fgvc export {run_dir}` (or pass --model FILE)")
+        run = dataclasses.replace(run, model=OnnxRuntimeModel(path))
     folder = images_in_folder(images, run.class_names)
     probs = predict_probs(run.model, folder, run.tta_transform(run.cfg.eval.tta), run.cfg.eval.batch_size,
                           tta=run.cfg.eval.tta)

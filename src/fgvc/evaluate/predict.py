@@ -48,7 +48,7 @@ def predict_logits(
 ) -> torch.Tensor:
     """Logits (N x C) in the order of ``images``, averaged over test-time views: ``flip`` adds the
     mirrored image, ``d4`` the 8 flips and rotations, ``crops`` needs ``transform`` to return several views per image (FiveCropViews)."""
-    device = device or next(model.parameters()).device
+    device = device or next(model.parameters(), torch.empty(0)).device  # an ONNX Runtime model has none: CPU
     model.eval()
     loader = DataLoader(SeededImageDataset(images, transform, seed=0), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers)

@@ -1,0 +1,27 @@
+"""fgvc commands that ship a trained run: export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fgvc.cli._common import app, console, friendly_errors
+
+
+@app.command("export")
+@friendly_errors
+def export_command(
+    run_dir: Path = typer.Argument(..., help="a run folder written by fgvc train"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript"),
+    out: Optional[Path] = typer.Option(None, help="folder for the exported files (default RUN/export)"),
+    quantize: Optional[str] = typer.Option(None, help="also write an int8 model: dynamic or static (ONNX only); "
+                                                      "reports the test-metric change against fp32"),
+    calibration: int = typer.Option(64, min=1, help="static: training images to calibrate activations on"),
+) -> None:
+    """Export the run's model (dynamic batch; classes, input size, mean/std, interpolation stored with it)."""
+    from fgvc.export.run_export import export_run
+
+    result = export_run(run_dir, fmt, out, quantize, calibration, log=console.print)
+    console.print(f"details: {Path(result['file']).parent / 'export.json'}")
