@@ -317,6 +317,11 @@ class TrainConfig(Section):
     early_stopping_patience: Optional[int] = Field(None, ge=1)
     monitor: str = "val/top1"
     deterministic: bool = True
+    loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=lambda: ["csv"], description="Lightning loggers: csv (RUN/logs/metrics.csv), tensorboard "
+        "(RUN/tensorboard: tensorboard --logdir runs), mlflow (train.mlflow_uri, default ./mlruns/mlflow.db), wandb")
+    mlflow_uri: Optional[str] = Field(None, description="MLflow tracking URI (http://..., sqlite:///...); "
+                                                        "null: sqlite:///./mlruns/mlflow.db")
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads of the run; CPU results depend on "
                                                            "it in the last bits. null: torch's default (all cores), "
                                                            "or the Ray executor's CPU share")

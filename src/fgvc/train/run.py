@@ -27,6 +27,7 @@ from fgvc.models.strategies import count_parameters, merge_lora
 from fgvc.report.html import finish_run_folder
 from fgvc.train.callbacks import EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
 from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
+from fgvc.train.loggers import build_loggers
 from fgvc.train.module import Classifier
 from fgvc.train.recorded import recorded
 from fgvc.train.stopping import StopOnSignal, StopRequest, stop_on_signals
@@ -97,7 +98,8 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence[L.Ca
         gradient_clip_val=cfg.train.gradient_clip_val,
         deterministic=("warn" if torch.cuda.is_available() else True) if cfg.train.deterministic else False,
         callbacks=callbacks,
-        logger=False,
+        logger=build_loggers(cfg, run_dir) or False,
+        log_every_n_steps=10,
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
