@@ -72,6 +72,8 @@ class RunFolder:
     METRICS = "metrics.json"
     CONFUSION = "confusion_matrix.png"
     REPORT = "report.html"
+    MODEL_CARD = "README.md"  # Hugging Face model card
+    TIMM_CONFIG = "config.json"  # timm's hub layout, beside model.safetensors when pushed
     EXPLAIN = "explain"
     GALLERY = "gallery.png"
     EXPLANATIONS = "explanations.csv"
@@ -142,6 +144,14 @@ class RunFolder:
     @property
     def confusion_matrix(self) -> Path:
         return self.path / self.CONFUSION
+
+    @property
+    def model_card(self) -> Path:
+        return self.path / self.MODEL_CARD
+
+    @property
+    def timm_config(self) -> Path:
+        return self.path / self.TIMM_CONFIG
 
     @property
     def report_file(self) -> Path:

@@ -25,3 +25,25 @@ def export_command(
 
     result = export_run(run_dir, fmt, out, quantize, calibration, log=console.print)
     console.print(f"details: {Path(result['file']).parent / 'export.json'}")
+
+
+@app.command("push")
+@friendly_errors
+def push_command(
+    run_dir: Path = typer.Argument(..., help="a finished run folder"),
+    repo_id: Optional[str] = typer.Argument(None, help="USER/REPO on the Hugging Face Hub"),
+    local_dir: Optional[Path] = typer.Option(None, help="write the files that would be uploaded here instead"),
+    private: bool = typer.Option(False, help="make a new repository private"),
+    token: Optional[str] = typer.Option(None, help="Hub token (default: huggingface-cli login's)"),
+) -> None:
+    """Upload a run to the Hugging Face Hub in timm's layout (model card, config.json, model.safetensors)."""
+    from fgvc.errors import FgvcError
+    from fgvc.export.hub import hub_layout, push
+
+    if local_dir is not None:
+        console.print(f"wrote {hub_layout(run_dir, local_dir)}: load it with "
+                      f"timm.create_model('local-dir:{local_dir}')")
+        return
+    if not repo_id:
+        raise FgvcError("fgvc push RUN REPO_ID (e.g. me/elpv-grade-lite0), or --local-dir DIR")
+    console.print(f"pushed to {push(run_dir, repo_id, private, token)}")

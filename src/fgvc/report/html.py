@@ -99,6 +99,9 @@ def finish_run_folder(run_dir: Path, metrics: dict[str, Any], class_names: list[
     if final:
         plot_confusion_matrix(metrics[final]["confusion_matrix"], class_names, folder.confusion_matrix)
     folder.write_metrics(metrics)
+    from fgvc.report.model_card import write_model_card
+
+    write_model_card(folder.path, metrics, class_names)
     return run_report(folder.path)
 
 

@@ -1,0 +1,118 @@
+"""The model card (README.md, Hugging Face model-card format) and timm's hub ``config.json`` of a run
+folder, written when the run finishes. With the weights (``fgvc push`` adds them as model.safetensors)
+the folder loads in plain timm: ``timm.create_model("hf-hub:USER/REPO")`` or ``"local-dir:PATH"``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from fgvc.config import ExperimentConfig, load_config
+from fgvc.data.transforms import resolve_normalization
+from fgvc.runfolder import RunFolder
+
+HEADLINE = ("top1", "f1_macro", "auroc_macro", "ece")
+
+
+def loads_in_timm(cfg: ExperimentConfig) -> Optional[str]:
+    """None when the run's network is a plain timm model (its own classifier), else why it is not."""
+    m, s = cfg.model, cfg.strategy
+    if m.source != "timm":
+        return f"model.source is {m.source}"
+    if m.head_hidden or m.head_dropout or m.keep_pretrained_head:
+        return "the head is fgvc's own (model.head_hidden / head_dropout / keep_pretrained_head)"
+    if s.name == "features" and (s.probe_head == "mlp" or s.pooled_layers):
+        return "the probe's head is fgvc's own (strategy.probe_head: mlp or pooled layers)"
+    return None
+
+
+def timm_config(cfg: ExperimentConfig, class_names: list[str]) -> dict[str, Any]:
+    """config.json in timm's hub layout (architecture, model_args, pretrained_cfg, label_names)."""
+    t = cfg.data.transforms
+    norm = resolve_normalization(t, cfg.model)
+    model_args = {"img_size": cfg.model.img_size} if cfg.model.img_size else {}
+    return {
+        "architecture": cfg.model.name,
+        "num_classes": len(class_names),
+        "label_names": list(class_names),
+        "model_args": model_args,
+        "pretrained_cfg": {
+            "input_size": [3, t.crop, t.crop],
+            "interpolation": norm.interpolation if norm.interpolation != "random" else "bilinear",
+            "mean": list(norm.mean),
+            "std": list(norm.std),
+            "crop_pct": round(t.crop / t.resize, 4),
+            "crop_mode": "center",
+            "num_classes": len(class_names),
+        },
+    }
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    rows = ["| split | " + " | ".join(HEADLINE) + " | images |", "|---|" + "---|" * (len(HEADLINE) + 1)]
+    for split in ("val", "test"):
+        if split in metrics:
+            values = [f"{metrics[split][k]:.4f}" if k in metrics[split] else "-" for k in HEADLINE]
+            rows.append(f"| {split} | " + " | ".join(values) + f" | {metrics[split].get('n', '-')} |")
+    return "\n".join(rows)
+
+
+def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list[str], run_name: str,
+               group_summary: Optional[dict[str, Any]] = None) -> str:
+    d, m, s, o, t = cfg.data, cfg.model, cfg.strategy, cfg.optim, cfg.train
+    timm_reason = loads_in_timm(cfg)
+    front = ["---", "library_name: timm" if timm_reason is None else "library_name: pytorch",
+             "pipeline_tag: image-classification", "tags:", "- image-classification", "- fgvc",
+             f"- {m.name}", f"datasets:\n- {d.name}", "metrics:\n- accuracy\n- f1", "---"]
+    recipe = (f"`{m.name}` ({'pretrained' if m.pretrained else 'from scratch'}), strategy `{s.name}`"
+              + (f" (last {s.unfreeze_last} stages)" if s.name == "partial" else "")
+              + f", {d.transforms.crop} px, optimizer `{o.name}` lr {o.lr:g} weight decay {o.weight_decay:g}, "
+              f"schedule `{cfg.schedule.name}`, loss `{cfg.loss.name}` (class weights {cfg.loss.class_weights}), "
+              f"{t.epochs} epochs of batch {t.batch_size}, seed {cfg.seed}")
+    parts = ["\n".join(front), f"# {run_name}", "",
+             f"A fine-grained image classifier trained with [fgvc](https://github.com/) on **{d.name}**"
+             + (f" (label: {d.label})" if d.name == "elpv" else "") + f": {len(class_names)} classes "
+             f"({', '.join(class_names[:20])}{', ...' if len(class_names) > 20 else ''}).", "",
+             "## Recipe", "", recipe + ". The whole config is `config.yaml`.", "",
+             "## Results", "", _metrics_table(metrics), "",
+             "Top-1 accuracy, macro F1 and macro one-vs-rest AUROC on the data set's val and test splits; "
+             "the test split took no part in any choice."]
+    if group_summary:
+        parts += ["", f"Over {len(group_summary['members'])} seeds (mean and 95 % CI, test):", ""]
+        for key in HEADLINE:
+            stats = group_summary["metrics"].get("test", {}).get(key)
+            if stats and stats.get("ci_low") is not None:
+                parts.append(f"- {key}: {stats['mean']:.4f} [{stats['ci_low']:.4f}, {stats['ci_high']:.4f}]")
+    parts += ["", "## Intended use and limits", "",
+              f"Research and prototyping on images like those of {d.name}: the same kind of camera, "
+              "resolution and classes. It has seen no other classes and will still name one of its own for any "
+              "image. Accuracy on rare classes is lower than the headline (see macro F1 and the per-class "
+              "table in report.html). Check it on your own data before relying on it.", "",
+              "## How to load it", ""]
+    if timm_reason is None:
+        parts += ["With plain timm (the folder holds `config.json` and `model.safetensors`):", "", "```python",
+                  "import timm", 'model = timm.create_model("hf-hub:USER/REPO", pretrained=True)  # '
+                  'or "local-dir:/path/to/folder"',
+                  "model.eval()", "cfg = timm.data.resolve_data_config({}, model=model)",
+                  "transform = timm.data.create_transform(**cfg)",
+                  'labels = model.pretrained_cfg["label_names"]', "```", ""]
+    else:
+        parts += [f"Not loadable by plain timm: {timm_reason}.", ""]
+    parts += ["With fgvc (the run folder):", "", "```python", "from fgvc.api import load_run, predict",
+              f'run = load_run("{run_name}")', "probs = predict(run, images)  # an fgvc ImageList", "```",
+              "", "or `fgvc predict RUN IMAGES_DIR`, `fgvc export RUN` (ONNX / TorchScript)."]
+    return "\n".join(parts) + "\n"
+
+
+def write_model_card(run_dir: Path, metrics: Optional[dict[str, Any]] = None,
+                     class_names: Optional[list[str]] = None) -> Path:
+    """README.md, and config.json when plain timm can load the network, into the run folder."""
+    folder = RunFolder(run_dir)
+    cfg = load_config(folder.config_file)
+    metrics = metrics if metrics is not None else folder.metrics()
+    class_names = class_names or folder.class_names() or []
+    folder.model_card.write_text(model_card(cfg, metrics, class_names, folder.path.name))
+    if loads_in_timm(cfg) is None:
+        folder.timm_config.write_text(json.dumps(timm_config(cfg, class_names), indent=2))
+    return folder.model_card
