@@ -103,6 +103,7 @@ def test_every_recipe_in_configs_validates():
     from pathlib import Path
 
     from fgvc.experiments.questions import PLAN_FILE, arm_config, load_plan
+    from fgvc.experiments.search_space import SPACE_FILE, load_space
 
     recipes = sorted(Path(__file__).parents[1].joinpath("configs").rglob("*.yaml"))
     assert recipes
@@ -112,6 +113,8 @@ def test_every_recipe_in_configs_validates():
             for question in plan.questions:
                 for overrides in question.arms.values():
                     arm_config(recipe.parent, plan, question, overrides)
+        elif recipe.name == SPACE_FILE:  # a search space: every key and value it can draw
+            assert load_space(recipe, load_config())
         else:
             load_config(recipe)
 

@@ -72,6 +72,10 @@ class RunFolder:
     METRICS = "metrics.json"
     CONFUSION = "confusion_matrix.png"
     REPORT = "report.html"
+    EXPORT = "export"  # fgvc export's folder: model.onnx / model.pt, export.json
+    EXPORT_RECORD = "export.json"
+    ONNX_MODEL = "model.onnx"
+    TORCHSCRIPT_MODEL = "model.pt"
     MODEL_CARD = "README.md"  # Hugging Face model card
     TIMM_CONFIG = "config.json"  # timm's hub layout, beside model.safetensors when pushed
     EXPLAIN = "explain"
@@ -144,6 +148,14 @@ class RunFolder:
     @property
     def confusion_matrix(self) -> Path:
         return self.path / self.CONFUSION
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / self.EXPORT
+
+    @property
+    def onnx_model(self) -> Path:
+        return self.export_dir / self.ONNX_MODEL
 
     @property
     def model_card(self) -> Path:

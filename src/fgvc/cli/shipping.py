@@ -24,7 +24,7 @@ def export_command(
     from fgvc.export.run_export import export_run
 
     result = export_run(run_dir, fmt, out, quantize, calibration, log=console.print)
-    console.print(f"details: {Path(result['file']).parent / 'export.json'}")
+    console.print(f"details: {result['record']}")
 
 
 @app.command("push")

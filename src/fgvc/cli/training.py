@@ -89,7 +89,9 @@ def predict_command(
     if engine == "onnx":
         from fgvc.export.engines import OnnxRuntimeModel
 
-        path = model_file or Path(run_dir) / "export" / "model.onnx"
+        from fgvc.runfolder import RunFolder
+
+        path = model_file or RunFolder(run_dir).onnx_model
         if not Path(path).is_file():
             raise FgvcError(f"no ONNX model at {path}; write it with `fgvc export {run_dir}` (or pass --model FILE)")
         run = dataclasses.replace(run, model=OnnxRuntimeModel(path))

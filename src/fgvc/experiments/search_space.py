@@ -21,6 +21,7 @@ from fgvc.config import ExperimentConfig, read_yaml
 from fgvc.errors import ConfigError, FgvcError
 from fgvc.experiments.groups import member_config
 
+SPACE_FILE = "space.yaml"  # the name a committed search space has (configs/search_*/space.yaml)
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 # what a search may not choose: the seed (a search over seeds finds luck), where runs are written,
 # the test split (a search never looks at it), and where runs train

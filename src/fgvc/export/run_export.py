@@ -20,7 +20,7 @@ from fgvc.export.formats import FORMATS, export_onnx, export_torchscript
 from fgvc.export.metadata import model_metadata
 from fgvc.export.quantize import QUANTIZE, quantize
 
-FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+FILE_NAMES = {"onnx": RunFolder.ONNX_MODEL, "torchscript": RunFolder.TORCHSCRIPT_MODEL}
 
 
 def _engine_run(run: TrainedRun, model) -> TrainedRun:
@@ -51,7 +51,7 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Optional[Path] = None, qua
     run = load_run(run_dir)
     model = plain_model(run)
     metadata = model_metadata(run)
-    out = Path(out or RunFolder(run.run_dir).path / "export")
+    out = Path(out or RunFolder(run.run_dir).export_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / FILE_NAMES[fmt]
     started = time.perf_counter()
@@ -70,7 +70,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Optional[Path] = None, qua
 
     if quantize_mode:
         result["quantized"] = _quantize(run, path, quantize_mode, calibration, log)
-    (out / "export.json").write_text(json.dumps(result, indent=2))
+    result["record"] = str(out / RunFolder.EXPORT_RECORD)
+    Path(result["record"]).write_text(json.dumps(result, indent=2))
     return result
 
 
