@@ -119,6 +119,13 @@ def test_every_recipe_in_configs_validates():
             load_config(recipe)
 
 
+def test_version():
+    import fgvc
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"fgvc {fgvc.__version__}"
+
+
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0

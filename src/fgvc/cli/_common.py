@@ -17,6 +17,22 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect experiment configs.", no_args_is_help=True)
 data_app = typer.Typer(help="Check and look at data sets.", no_args_is_help=True)
 tune_app = typer.Typer(help="Find a learning rate or the largest batch size.", no_args_is_help=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        import fgvc
+
+        typer.echo(f"fgvc {fgvc.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print fgvc's version and exit")) -> None:
+    """fgvc: fine-grained visual classification done properly."""
+
+
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(tune_app, name="tune")
