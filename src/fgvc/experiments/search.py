@@ -23,7 +23,7 @@ from fgvc.config import ExperimentConfig, validate_config
 from fgvc.config.schema import ExecutorConfig
 from fgvc.errors import FgvcError
 from fgvc.experiments.compare import compare_groups
-from fgvc.experiments.executors import LocalExecutor, make_executor
+from fgvc.experiments.executors import make_executor
 from fgvc.experiments.groups import member_config
 from fgvc.experiments.repeat import finish_repeat, plan_repeat
 from fgvc.experiments.search_space import Dimension, load_space, overrides_for
@@ -179,7 +179,7 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
     for name, arm in (("start", cfg), ("best", best_cfg)):
         groups[name], arm_jobs = plan_repeat(arm, seeds, search_dir / "confirm" / name, label=name)
         jobs.append(arm_jobs)
-    (make_executor(settings) if settings.name == "ray" else LocalExecutor()).run([j for a in jobs for j in a], log=log)
+    make_executor(settings).run([j for a in jobs for j in a], log=log)
     for name, arm_jobs in zip(groups, jobs):
         finish_repeat(groups[name], arm_jobs)
     record["confirmation"] = confirmation(groups["start"], groups["best"], metric.split("/", 1)[-1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ QUANTIZE = ("dynamic", "static")
 class ImageBatches:
     """ONNX Runtime's CalibrationDataReader over normalised image batches."""
 
-    def __init__(self, input_name: str, batches: Iterator[torch.Tensor]):
+    def __init__(self, input_name: str, batches: Iterable[torch.Tensor]):
         self.input_name, self.batches = input_name, iter(batches)
 
     def get_next(self):
@@ -24,7 +24,8 @@ class ImageBatches:
         return None if batch is None else {self.input_name: batch.numpy().astype(np.float32)}
 
 
-def quantize(fp32: Path, out: Path, mode: str, calibration: Iterator[torch.Tensor] = iter(())) -> Path:
+def quantize(fp32: Path, out: Path, mode: str, calibration: Optional[Iterable[torch.Tensor]] = None) -> Path:
+    """``calibration``: normalised image batches (static only)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -36,6 +37,8 @@ def quantize(fp32: Path, out: Path, mode: str, calibration: Iterator[torch.Tenso
             quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=True)
         else:
             input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
+            if calibration is None:
+                raise ValueError("static quantisation needs calibration batches")
             quantize_static(str(prepared), str(out), ImageBatches(input_name, calibration),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8)

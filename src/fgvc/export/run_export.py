@@ -33,9 +33,8 @@ def _test_metrics(run: TrainedRun, images) -> dict[str, float]:
     return {k: float(metrics[k]) for k in ("top1", "f1_macro") if k in metrics}
 
 
-def _check_images(run: TrainedRun, count: int = 16):
+def _check_images(run: TrainedRun, splits, count: int = 16):
     """A few real images of the run's data (test, else val, else train) for the logit check."""
-    splits = load_data(run.cfg.data)
     for images in (splits.test, splits.val, splits.train):
         if images is not None and len(images):
             return images.subset(list(range(min(count, len(images)))))
@@ -60,7 +59,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Optional[Path] = None, qua
                               "seconds": round(time.perf_counter() - started, 1), "metadata": metadata}
 
     # the exported model against fgvc's own on real images (odd batch size: the batch is dynamic)
-    images = _check_images(run)
+    splits = load_data(run.cfg.data)
+    images = _check_images(run, splits)
     exported = OnnxRuntimeModel(path) if fmt == "onnx" else torch.jit.load(str(path)).eval()
     with torch.no_grad():
         batch = torch.stack([run.eval_transform(images.load(i)) for i in range(len(images))])[:7]
@@ -69,14 +69,13 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Optional[Path] = None, qua
     log(f"wrote {path}: logits within {diff:.2e} of fgvc's on {len(batch)} real images")
 
     if quantize_mode:
-        result["quantized"] = _quantize(run, path, quantize_mode, calibration, log)
+        result["quantized"] = _quantize(run, splits, path, quantize_mode, calibration, log)
     result["record"] = str(out / RunFolder.EXPORT_RECORD)
     Path(result["record"]).write_text(json.dumps(result, indent=2))
     return result
 
 
-def _quantize(run: TrainedRun, fp32: Path, mode: str, calibration: int, log) -> dict[str, Any]:
-    splits = load_data(run.cfg.data)
+def _quantize(run: TrainedRun, splits, fp32: Path, mode: str, calibration: int, log) -> dict[str, Any]:
     int8 = fp32.with_name(f"model.int8-{mode}.onnx")
 
     def batches():  # calibration: images of the training split under the eval transform, never test
@@ -86,7 +85,7 @@ def _quantize(run: TrainedRun, fp32: Path, mode: str, calibration: int, log) -> 
         for start in range(0, len(picked), 16):
             yield torch.stack([run.eval_transform(train.load(i)) for i in picked[start:start + 16]])
 
-    quantize(fp32, int8, mode, batches())
+    quantize(fp32, int8, mode, batches() if mode == "static" else None)
     record: dict[str, Any] = {"mode": mode, "file": str(int8), "calibration_images": calibration if mode == "static"
                               else 0}
     test = splits.test
