@@ -129,6 +129,16 @@ def test_cli_train_eval_predict(tiny_overrides, colour_data, tmp_path):
     for row, label in zip(rows[1:], expected):
         values = [float(x) for x in row[1:]]
         assert abs(sum(values) - 1) < 1e-4 and values.index(max(values)) == int(label)
+    # single files (and a folder) in one call; a few images get their top-k printed
+    one = runner.invoke(app, ["predict", str(run_dir), str(red[0]), str(colour_data / "test" / "blue"),
+                              "--out", str(tmp_path / "one.csv")])
+    assert one.exit_code == 0, one.output
+    rows = list(csv.reader((tmp_path / "one.csv").open()))
+    assert [r[0] for r in rows[1:]] == [red[0].stem] + [p.stem for p in sorted((colour_data / "test" / "blue").iterdir())]
+    assert "top-3 classes" in one.output and f"{red[0].name} " in one.output
+    assert f"{run.class_names[int(expected[0])]} " in one.output.split(red[0].name)[1].splitlines()[0]
+    bad = runner.invoke(app, ["predict", str(run_dir), str(run_dir / "config.yaml")])
+    assert bad.exit_code == 2 and "config.yaml is not an image file" in bad.output
 
 
 def test_cli_train_without_config_or_resume():

@@ -65,7 +65,7 @@ def eval_command(
 @friendly_errors
 def predict_command(
     run_dir: Path = typer.Argument(..., help="a run folder written by fgvc train"),
-    images: Path = typer.Argument(..., help="folder of images to classify"),
+    images: List[Path] = typer.Argument(..., help="image files and/or folders of images to classify"),
     out: Path = typer.Option(Path("submission.csv"), help="CSV to write"),
     kind: str = typer.Option("label", "--format", help="label: id,label rows; probs: id + one column per class"),
     id_column: str = typer.Option("id", help="name of the id column"),
@@ -75,11 +75,12 @@ def predict_command(
     model_file: Optional[Path] = typer.Option(None, "--model", help="--engine onnx: the .onnx file to run "
                                                                     "(e.g. an int8 one)"),
 ) -> None:
-    """Classify a folder of images and write a Kaggle submission CSV."""
+    """Classify images (files or folders) and write a Kaggle submission CSV; a few images also get their
+    top-k classes printed."""
     import dataclasses
 
     from fgvc.evaluate.predict import predict_probs, write_submission
-    from fgvc.evaluate.runs import images_in_folder, load_trained
+    from fgvc.evaluate.runs import images_to_predict, load_trained
 
     if kind not in ("label", "probs"):
         raise FgvcError(f"--format {kind!r}: use label or probs")
@@ -95,11 +96,30 @@ def predict_command(
         if not Path(path).is_file():
             raise FgvcError(f"no ONNX model at {path}; write it with `fgvc export {run_dir}` (or pass --model FILE)")
         run = dataclasses.replace(run, model=OnnxRuntimeModel(path))
-    folder = images_in_folder(images, run.class_names)
+    folder = images_to_predict(images, run.class_names)
     probs = predict_probs(run.model, folder, run.tta_transform(run.cfg.eval.tta), run.cfg.eval.batch_size,
                           tta=run.cfg.eval.tta)
     write_submission(out, list(folder.meta["id"]), probs, run.class_names, kind, id_column, label_column)
+    if len(folder) <= TOP_K_PRINTED:
+        _print_top_k(folder, probs, run.class_names, min(run.cfg.eval.top_k, len(run.class_names)))
     console.print(f"wrote {len(folder)} predictions to {out}")
+
+
+TOP_K_PRINTED = 10  # predict prints each image's top-k classes up to this many images
+
+
+def _print_top_k(images, probs, class_names: list[str], k: int) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"top-{k} classes")
+    table.add_column("image")
+    for rank in range(1, k + 1):
+        table.add_column(f"#{rank}")
+    top = probs.topk(k, dim=-1)
+    for i in range(len(images)):
+        table.add_row(images.paths[i].name, *[f"{class_names[int(c)]} {float(p):.3f}"
+                                              for p, c in zip(top.values[i], top.indices[i])])
+    console.print(table)
 
 
 @app.command("summary")

@@ -113,13 +113,32 @@ def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,
     return metrics
 
 
+def images_to_predict(paths: list[Path], class_names: list[str]) -> ImageList:
+    """Images to classify: each path a folder (the images directly in it) or one image file; unlabelled,
+    with their file stems as ids, in the order given (a folder's in natural order)."""
+    from fgvc.data.images import IMAGE_EXTENSIONS
+
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = list_image_files(path)
+            if not found:
+                raise FgvcError(f"no images (.jpg, .png, ...) directly in {path}")
+            files += found
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise FgvcError(f"{path} is not an image file ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            files.append(path)
+        else:
+            raise FgvcError(f"image or folder not found: {path}")
+    if not files:
+        raise FgvcError("no images given")
+    return ImageList(class_names, np.full(len(files), UNLABELLED), paths=files,
+                     meta={"id": np.array([p.stem for p in files])}, name=", ".join(str(p) for p in paths[:3]))
+
+
 def images_in_folder(folder: Path, class_names: list[str]) -> ImageList:
     """The images directly in ``folder`` (natural order), unlabelled, with their file stems as ids."""
-    folder = Path(folder)
-    if not folder.is_dir():
+    if not Path(folder).is_dir():
         raise FgvcError(f"image folder not found: {folder}")
-    files = list_image_files(folder)
-    if not files:
-        raise FgvcError(f"no images (.jpg, .png, ...) directly in {folder}")
-    return ImageList(class_names, np.full(len(files), UNLABELLED), paths=files,
-                     meta={"id": np.array([p.stem for p in files])}, name=str(folder))
+    return images_to_predict([Path(folder)], class_names)
