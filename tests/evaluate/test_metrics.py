@@ -32,6 +32,13 @@ def test_against_sklearn(predictions):
     assert np.array_equal(np.array(result["confusion_matrix"]), skm.confusion_matrix(targets, predicted))
     per_class = skm.confusion_matrix(targets, predicted, normalize="true").diagonal()
     assert np.allclose(list(result["per_class_accuracy"].values()), per_class, atol=1e-6)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(targets, predicted)
+    rows = result["per_class"]
+    assert list(rows) == names
+    assert np.allclose([rows[n]["precision"] for n in names], precision, atol=1e-5)
+    assert np.allclose([rows[n]["recall"] for n in names], recall, atol=1e-5)
+    assert np.allclose([rows[n]["f1"] for n in names], f1, atol=1e-5)
+    assert [rows[n]["support"] for n in names] == list(support)
 
 
 def test_expected_calibration_error_by_hand(predictions):

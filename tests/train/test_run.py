@@ -107,6 +107,8 @@ def test_cli_train_eval_predict(tiny_overrides, colour_data, tmp_path):
     evaluated = runner.invoke(app, ["eval", str(run_dir), "--split", "val"])
     assert evaluated.exit_code == 0, evaluated.output
     again = json.loads((run_dir / "metrics_val.json").read_text())
+    assert "val: per class" in evaluated.output and "support" in evaluated.output
+    assert sum(row["support"] for row in again["per_class"].values()) == again["n"]
     assert again["n"] == 12 and again["top1"] == written_by_training["top1"]
     assert again["confusion_matrix"] == written_by_training["confusion_matrix"]
     run = load_trained(run_dir)

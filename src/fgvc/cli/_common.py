@@ -84,6 +84,20 @@ def _print_metrics(title: str, metrics: dict) -> None:
     console.print(table)
 
 
+def _print_per_class(title: str, metrics: dict) -> None:
+    """Per-class precision, recall, F1 and support (scikit-learn's classification report, as a table)."""
+    per_class = metrics.get("per_class")
+    if not per_class:
+        return
+    table = Table(title=title)
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in per_class.items():
+        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                      str(row["support"]))
+    console.print(table)
+
+
 def _print_summary(summary: dict, split: str = "test") -> None:
     from fgvc.evaluate.stats import Description
 

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from fgvc.cli._common import ConfigArg, SetOption, _print_metrics, app, console, friendly_errors, tune_app
+from fgvc.cli._common import (ConfigArg, SetOption, _print_metrics, _print_per_class, app, console, friendly_errors,
+                              tune_app)
 from fgvc.config import load_config
 from fgvc.errors import FgvcError
 
@@ -59,6 +60,7 @@ def eval_command(
     split = split or run.cfg.eval.split
     metrics = evaluate_split(run, split)
     _print_metrics(f"{split} metrics", metrics)
+    _print_per_class(f"{split}: per class", metrics)
 
 
 @app.command("predict")

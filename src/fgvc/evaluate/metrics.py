@@ -17,7 +17,8 @@ from torchmetrics.functional.classification import (
 
 
 def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: list[str], top_k: int = 5) -> dict[str, Any]:
-    """top-1/top-k, macro precision/recall/F1, macro one-vs-rest AUROC, ECE, per-class accuracy, confusion.
+    """top-1/top-k, macro precision/recall/F1, macro one-vs-rest AUROC, ECE, per-class accuracy, per-class
+    precision/recall/F1/support, confusion.
 
     top-k (``eval.top_k``) is left out when k >= the class count: it would be 1.0 by construction.
 
@@ -49,6 +50,14 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: lis
         result["auroc_macro"] = float(auroc[present].mean())
     result["per_class_accuracy"] = {
         name: float(acc) for name, acc, here in zip(class_names, per_class_acc, present) if here
+    }
+    precision, recall, f1 = (fn(probs, targets, num_classes=num_classes, average="none")
+                             for fn in (multiclass_precision, multiclass_recall, multiclass_f1_score))
+    support = torch.bincount(targets, minlength=num_classes)
+    result["per_class"] = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+               "support": int(support[i])}
+        for i, name in enumerate(class_names)
     }
     result["confusion_matrix"] = multiclass_confusion_matrix(probs, targets, num_classes=num_classes).tolist()
     return result
