@@ -100,8 +100,11 @@ def test_compare_verdicts_on_constructed_groups(tmp_path):
     assert rows[0][3].startswith("better better than baseline on top1 by 1.64 points")
     assert "5 paired seeds" in rows[0][3] and rows[0][2].paired
     assert rows[1][3].startswith("no significant difference between baseline and noise")
-    result = runner.invoke(app, ["compare", str(a), str(b), "--metric", "top1"])
+    result = runner.invoke(app, ["compare", str(a), str(b), "--metric", "top1", "--out", str(tmp_path / "c.md")])
     assert result.exit_code == 0 and "better better than baseline" in result.output
+    written = (tmp_path / "c.md").read_text()
+    assert "| baseline | better | top1 (points) | 71.00 | 72.64 | +1.64 |" in written  # same unit as the verdict
+    assert f"- {rows[0][3]}" in written and "+1.64" in result.output
     with pytest.raises(FgvcError, match="not a run group"):
         compare_groups([a, tmp_path])
 

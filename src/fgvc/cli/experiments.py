@@ -75,20 +75,29 @@ def compare_command(
     groups: List[Path] = typer.Argument(..., help="run groups (folders from repeat / crossval / sweep)"),
     split: str = typer.Option("test", help="val or test"),
     metric: List[str] = typer.Option([], help="metrics to compare (default top1, f1_macro, auroc_macro, ece)"),
+    out: Optional[Path] = typer.Option(None, help="also write the table and verdicts to this Markdown file"),
 ) -> None:
     """Difference of means with CI and a paired (or Welch) test for each group against the first."""
+    from fgvc.evaluate.stats import in_points
     from fgvc.experiments.compare import compare_groups
+    from fgvc.report.tables import compare_markdown
 
     rows = compare_groups(groups, split, metric or None)
-    table = Table(title=f"{split} split: B - A")
+    table = Table(title=f"{split} split: B - A (points for proportions, as in the verdicts)")
     for column in ("A", "B", "metric", "mean A", "mean B", "B - A", "95% CI", "test", "p"):
         table.add_column(column)
     for a, b, c, _ in rows:
-        table.add_row(a, b, c.metric, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.diff:+.4f}",
-                      f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", c.test, f"{c.p_value:.3g}")
+        mean_a, mean_b, diff, low, high = (in_points(c.metric, v)[0] for v in
+                                           (c.mean_a, c.mean_b, c.diff, c.ci_low, c.ci_high))
+        table.add_row(a, b, c.metric, f"{mean_a:.2f}", f"{mean_b:.2f}", f"{diff:+.2f}", f"[{low:+.2f}, {high:+.2f}]",
+                      c.test, f"{c.p_value:.3g}")
     console.print(table)
     for *_, text in rows:
         console.print(text, highlight=False)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(compare_markdown(rows, split))
+        console.print(f"wrote {out}")
 
 
 @app.command("sweep")

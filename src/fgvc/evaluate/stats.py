@@ -180,8 +180,8 @@ def compare_values(metric: str, a: Mapping[int, float], b: Mapping[int, float], 
                       "Welch t-test", p, None, confidence)
 
 
-def _scale(metric: str, value: float) -> tuple[float, str]:
-    """Proportions are spoken of in points (x100); other metrics as they are."""
+def in_points(metric: str, value: float) -> tuple[float, str]:
+    """Proportions are spoken of in points (x100); other metrics as they are. (value, unit)."""
     proportion = metric_range(metric) == "proportion"
     return (value * 100, " points") if proportion else (value, "")
 
@@ -201,9 +201,9 @@ def verdict(comparison: Comparison, name_a: str = "A", name_b: str = "B", alpha:
     """One sentence: which is better, by how much, with CI, p and the pairing."""
     c = comparison
     alpha = alpha if alpha is not None else 1 - c.confidence
-    diff, unit = _scale(c.metric, c.diff)
-    low, _ = _scale(c.metric, c.ci_low)
-    high, _ = _scale(c.metric, c.ci_high)
+    diff, unit = in_points(c.metric, c.diff)
+    low, _ = in_points(c.metric, c.ci_low)
+    high, _ = in_points(c.metric, c.ci_high)
     pairing = f"{c.n_a} paired seeds" if c.paired else f"{c.n_a} vs {c.n_b} runs, unpaired"
 
     def stats_text(low: float, high: float) -> str:

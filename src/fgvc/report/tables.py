@@ -78,6 +78,22 @@ def question_markdown(question: dict[str, Any], metrics: Optional[list[str]] = N
     return "\n".join(lines) + "\n"
 
 
+def compare_markdown(rows: list[tuple[str, str, Comparison, str]], split: str) -> str:
+    """``fgvc compare``'s table and verdicts as Markdown, in the verdicts' unit (points for proportions)."""
+    from fgvc.evaluate.stats import in_points
+
+    lines = [f"### {split} split: B - A", "", "| A | B | metric | mean A | mean B | B - A | 95 % CI | test | p |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for a, b, c, _ in rows:
+        unit = in_points(c.metric, 1.0)[1].strip() or "value"
+        mean_a, mean_b, diff, low, high = (in_points(c.metric, v)[0] for v in
+                                           (c.mean_a, c.mean_b, c.diff, c.ci_low, c.ci_high))
+        lines.append(f"| {a} | {b} | {c.metric} ({unit}) | {mean_a:.2f} | {mean_b:.2f} | {diff:+.2f} | "
+                     f"[{low:+.2f}, {high:+.2f}] | {c.test} | {c.p_value:.3g} |")
+    lines += [""] + [f"- {text}" for *_, text in rows]
+    return "\n".join(lines) + "\n"
+
+
 def study_markdown(result: dict[str, Any]) -> str:
     """Every finished question of a study, in order."""
     parts = [f"<!-- written by fgvc study {result['study']} -->", ""]
