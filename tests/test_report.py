@@ -21,6 +21,10 @@ def test_run_report_is_self_contained_and_holds_the_metrics(tiny_overrides):
     page = (result.run_dir / "report.html").read_text()
     assert f"{result.test['top1']:.4f}" in page and f"{result.test['f1_macro']:.4f}" in page
     assert "Per-class accuracy" in page and "Most confused pairs" in page and "learning curves" in page
+    assert "Per-class precision, recall, F1 (test, worst F1 first)" in page
+    red = result.test["per_class"]["red"]
+    assert f"<td>red</td><td>{red['precision']:.4f}</td><td>{red['recall']:.4f}</td><td>{red['f1']:.4f}</td>" \
+           f"<td>{red['support']}</td>" in page
     images = _images(page)
     assert len(images) >= 2 and all(img.startswith(b"\x89PNG") for img in images)
     assert "http://" not in page and "https://" not in page and "<script" not in page

@@ -128,6 +128,12 @@ def run_report(run_dir: Path) -> Path:
     if final:
         per_class = sorted(metrics[final]["per_class_accuracy"].items(), key=lambda kv: kv[1])
         parts.append(f"<h2>Per-class accuracy ({final}, worst first)</h2>" + _table(["class", "accuracy"], per_class))
+        scores = metrics[final].get("per_class")  # runs finished before it was recorded have none
+        if scores:
+            rows = sorted(([name, r["precision"], r["recall"], r["f1"], r["support"]] for name, r in scores.items()),
+                          key=lambda row: row[3])
+            parts.append(f"<h2>Per-class precision, recall, F1 ({final}, worst F1 first)</h2>"
+                         + _table(["class", "precision", "recall", "F1", "support"], rows))
         names = folder.class_names()
         pairs = top_confusions(metrics[final]["confusion_matrix"], names, 15)
         parts.append("<h2>Most confused pairs</h2>" + (_table(["true", "predicted as", "count"], pairs)
