@@ -22,6 +22,11 @@ def test_run_report_is_self_contained_and_holds_the_metrics(tiny_overrides):
     assert f"{result.test['top1']:.4f}" in page and f"{result.test['f1_macro']:.4f}" in page
     assert "Per-class accuracy" in page and "Most confused pairs" in page and "learning curves" in page
     assert "Per-class precision, recall, F1 (test, worst F1 first)" in page
+    import fgvc
+
+    made = result.metrics["provenance"]
+    assert made["fgvc"] == fgvc.__version__ and "CPU cores" in made["hardware"]
+    assert f"fgvc {fgvc.__version__}" in page and f"trained {made['date']} on {made['hardware']}" in page
     red = result.test["per_class"]["red"]
     assert f"<td>red</td><td>{red['precision']:.4f}</td><td>{red['recall']:.4f}</td><td>{red['f1']:.4f}</td>" \
            f"<td>{red['support']}</td>" in page

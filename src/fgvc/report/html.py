@@ -98,6 +98,9 @@ def finish_run_folder(run_dir: Path, metrics: dict[str, Any], class_names: list[
     final = "test" if "test" in metrics else ("val" if "val" in metrics else None)
     if final:
         plot_confusion_matrix(metrics[final]["confusion_matrix"], class_names, folder.confusion_matrix)
+    from fgvc.report.provenance import provenance
+
+    metrics.setdefault("provenance", provenance())
     folder.write_metrics(metrics)
     from fgvc.report.model_card import write_model_card
 
@@ -111,6 +114,12 @@ def run_report(run_dir: Path) -> Path:
     run_dir = folder.path
     metrics = folder.metrics()
     parts = [f"<p class='muted'>{html.escape(str(run_dir))}</p>"]
+    made = metrics.get("provenance")
+    if made:
+        parts.append(f"<p class='muted'>fgvc {html.escape(str(made.get('fgvc')))}"
+                     f"{' (git ' + html.escape(made['git_commit']) + ')' if made.get('git_commit') else ''}, "
+                     f"trained {html.escape(str(made.get('date')))} on {html.escape(str(made.get('hardware')))}, "
+                     f"{_fmt(metrics.get('train_seconds', '?'))} s of training</p>")
     splits = [s for s in ("val", "test") if s in metrics]
     if splits:
         keys = [k for k, v in metrics[splits[-1]].items() if isinstance(v, (int, float))]
