@@ -78,19 +78,15 @@ def compare_command(
     out: Optional[Path] = typer.Option(None, help="also write the table and verdicts to this Markdown file"),
 ) -> None:
     """Difference of means with CI and a paired (or Welch) test for each group against the first."""
-    from fgvc.evaluate.stats import in_points
     from fgvc.experiments.compare import compare_groups
-    from fgvc.report.tables import compare_markdown
+    from fgvc.report.tables import compare_markdown, comparison_cells
 
     rows = compare_groups(groups, split, metric or None)
     table = Table(title=f"{split} split: B - A (points for proportions, as in the verdicts)")
     for column in ("A", "B", "metric", "mean A", "mean B", "B - A", "95% CI", "test", "p"):
         table.add_column(column)
     for a, b, c, _ in rows:
-        mean_a, mean_b, diff, low, high = (in_points(c.metric, v)[0] for v in
-                                           (c.mean_a, c.mean_b, c.diff, c.ci_low, c.ci_high))
-        table.add_row(a, b, c.metric, f"{mean_a:.2f}", f"{mean_b:.2f}", f"{diff:+.2f}", f"[{low:+.2f}, {high:+.2f}]",
-                      c.test, f"{c.p_value:.3g}")
+        table.add_row(a, b, c.metric, *comparison_cells(c))
     console.print(table)
     for *_, text in rows:
         console.print(text, highlight=False)

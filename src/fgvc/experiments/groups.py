@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from fgvc.config import ExperimentConfig, apply_overrides, validate_config
 from fgvc.evaluate.metrics import headline
@@ -29,21 +29,23 @@ def member_config(base: ExperimentConfig, overrides: list[str]) -> ExperimentCon
 
 
 def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
-               log: Callable[[str], None] = print, label: Optional[str] = None) -> dict[str, Any]:
+               log: Callable[[str], None] = print, label: Optional[str] = None,
+               callbacks: Sequence = (), evaluate: Sequence[str] = ("val", "test")) -> dict[str, Any]:
     """Reuse a finished member, resume a killed one from its last checkpoint, or train it.
-    ``label`` names the member in messages (default: its folder name)."""
+    ``label`` names the member in messages (default: its folder name); ``callbacks`` and ``evaluate``
+    go to the training (a search's trials report to Ray Tune and are evaluated on val only)."""
     folder, label = RunFolder(run_dir), label or Path(run_dir).name
     if folder.metrics_file.is_file():
         log(f"{label}: finished earlier, reused")
         return folder.metrics()
     if folder.last_checkpoint.is_file():
         log(f"{label}: resuming from its last checkpoint")
-        return resume(run_dir, progress=progress).metrics
+        return resume(run_dir, progress=progress, callbacks=callbacks, evaluate=evaluate).metrics
     if run_dir.exists():
         with folder.exclusive():  # a member another process is training is never deleted under it
             shutil.rmtree(run_dir)  # started but never finished an epoch: nothing to keep
     log(f"{label}: training")
-    return train(cfg, run_dir=run_dir, progress=progress).metrics
+    return train(cfg, run_dir=run_dir, progress=progress, callbacks=callbacks, evaluate=evaluate).metrics
 
 
 def write_group(group_dir: Path, kind: str, base: ExperimentConfig, members: dict[str, dict]) -> None:

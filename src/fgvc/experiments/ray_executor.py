@@ -68,16 +68,23 @@ def _check_writable(directory: str) -> str:
     return str(probe)
 
 
-def _run_job(config: dict, run_dir: str, label: str, cwd: str, cpus: float) -> dict:
-    """The body of one Ray task (runs in the worker)."""
+def enter_worker(cwd: str, cpus: float) -> None:
+    """A Ray worker's set-up for a run: the driver's working directory (relative data paths mean what
+    they mean on the driver, on the same machine or shared storage) and torch threads from its CPU
+    share (the run's train.threads, when set, wins)."""
     import torch
 
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def _run_job(config: dict, run_dir: str, label: str, cwd: str, cpus: float) -> dict:
+    """The body of one Ray task (runs in the worker)."""
     from fgvc.config import validate_config
     from fgvc.experiments.groups import run_member
 
-    if os.path.isdir(cwd):  # relative data paths mean what they mean on the driver (same machine or shared)
-        os.chdir(cwd)
-    torch.set_num_threads(max(1, int(cpus)))  # the run's train.threads, when set, wins
+    enter_worker(cwd, cpus)
     _check_writable(str(Path(run_dir).parent))
     cfg = validate_config(config, source=f"{run_dir}/config")
     return run_member(cfg, Path(run_dir), log=print, label=label)

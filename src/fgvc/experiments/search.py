@@ -24,7 +24,7 @@ from fgvc.config.schema import ExecutorConfig
 from fgvc.errors import FgvcError
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.executors import make_executor
-from fgvc.experiments.groups import member_config
+from fgvc.experiments.groups import member_config, run_member
 from fgvc.experiments.repeat import finish_repeat, plan_repeat
 from fgvc.experiments.search_space import Dimension, load_space, overrides_for
 from fgvc.runfolder import RunFolder
@@ -57,24 +57,18 @@ def _reporter(metric: str):
 def run_trial(params: dict, *, base: dict, trials_dir: str, cwd: str, cpus: float, metric: str) -> None:
     """One trial in a Ray worker: the base config with ``params``, trained (or resumed after a worker
     died) into trials/<trial id>/, evaluated on val only."""
-    import torch
     from ray import tune
 
-    from fgvc.train.run import resume, train
+    from fgvc.experiments.ray_executor import enter_worker
 
-    if os.path.isdir(cwd):
-        os.chdir(cwd)
-    torch.set_num_threads(max(1, int(cpus)))  # the run's train.threads, when set, wins
+    enter_worker(cwd, cpus)
     name = f"trial-{tune.get_context().get_trial_id()}"
     cfg = member_config(validate_config(base, source="search base"),
                         overrides_for(params) + [f"output.dir={trials_dir}", f"output.name={name}"])
-    folder = RunFolder(Path(trials_dir) / name)
-    if not folder.metrics_file.is_file():
-        if folder.last_checkpoint.is_file():  # its worker died: go on from the last epoch
-            resume(folder.path, progress=False, callbacks=[_reporter(metric)], evaluate=("val",))
-        else:
-            train(cfg, run_dir=folder.path, callbacks=[_reporter(metric)], progress=False, evaluate=("val",))
-    val = folder.metrics().get("val", {})  # the best checkpoint's, as the run folder says
+    # reused, resumed after its worker died, or trained; the metrics are the best checkpoint's
+    metrics = run_member(cfg, Path(trials_dir) / name, log=lambda _: None, callbacks=[_reporter(metric)],
+                         evaluate=("val",))
+    val = metrics.get("val", {})
     tune.report({tune_key(f"val/{k}"): float(v) for k, v in val.items() if isinstance(v, (int, float))}
                 | {"epoch": cfg.train.epochs})
 

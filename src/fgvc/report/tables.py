@@ -78,6 +78,16 @@ def question_markdown(question: dict[str, Any], metrics: Optional[list[str]] = N
     return "\n".join(lines) + "\n"
 
 
+def comparison_cells(c: Comparison) -> list[str]:
+    """mean A, mean B, B - A, CI, test, p of one comparison, in the verdicts' unit (points for proportions)."""
+    from fgvc.evaluate.stats import in_points
+
+    mean_a, mean_b, diff, low, high = (in_points(c.metric, v)[0] for v in
+                                       (c.mean_a, c.mean_b, c.diff, c.ci_low, c.ci_high))
+    return [f"{mean_a:.2f}", f"{mean_b:.2f}", f"{diff:+.2f}", f"[{low:+.2f}, {high:+.2f}]", c.test,
+            f"{c.p_value:.3g}"]
+
+
 def compare_markdown(rows: list[tuple[str, str, Comparison, str]], split: str) -> str:
     """``fgvc compare``'s table and verdicts as Markdown, in the verdicts' unit (points for proportions)."""
     from fgvc.evaluate.stats import in_points
@@ -86,10 +96,7 @@ def compare_markdown(rows: list[tuple[str, str, Comparison, str]], split: str) -
              "|---|---|---|---|---|---|---|---|---|"]
     for a, b, c, _ in rows:
         unit = in_points(c.metric, 1.0)[1].strip() or "value"
-        mean_a, mean_b, diff, low, high = (in_points(c.metric, v)[0] for v in
-                                           (c.mean_a, c.mean_b, c.diff, c.ci_low, c.ci_high))
-        lines.append(f"| {a} | {b} | {c.metric} ({unit}) | {mean_a:.2f} | {mean_b:.2f} | {diff:+.2f} | "
-                     f"[{low:+.2f}, {high:+.2f}] | {c.test} | {c.p_value:.3g} |")
+        lines.append(f"| {a} | {b} | {c.metric} ({unit}) | " + " | ".join(comparison_cells(c)) + " |")
     lines += [""] + [f"- {text}" for *_, text in rows]
     return "\n".join(lines) + "\n"
 
