@@ -127,3 +127,15 @@ def test_an_attention_method_on_a_cnn_is_a_clear_error_and_leaves_no_folder(effi
     assert result.exit_code == 2
     assert "--method rollout needs a ViT; tf_efficientnet_lite0 is not one" in result.output
     assert not out.exists()
+
+
+def test_gradcam_reaches_a_frozen_backbone(cnn_run, colour_data, tmp_path):
+    """A linear probe freezes the layer Grad-CAM hooks; its maps must still come out (not a crash on a
+    missing gradient) and differ between images."""
+    _, overrides = cnn_run
+    frozen = [o for o in overrides if not o.startswith("output.name")] + ["strategy.name=linear",
+                                                                          "output.name=frozen"]
+    run_dir = train(load_config(None, frozen), progress=False).run_dir
+    results = explain_images(run_dir, [colour_data / "test" / "red", colour_data / "test" / "blue"], "gradcam", tmp_path)
+    overlays = [np.asarray(Image.open(r.overlay), dtype=np.float32) for r in results]
+    assert len(overlays) == 8 and np.abs(overlays[0] - overlays[-1]).mean() > 1.0

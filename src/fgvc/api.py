@@ -9,15 +9,15 @@ from pathlib import Path
 
 import torch
 
-from fgvc.data.images import ImageList
+from fgvc.data.images import ImageList, decode_image, read_bytes
 from fgvc.evaluate.predict import predict_probs
 from fgvc.evaluate.runs import TrainedRun, load_trained
 from fgvc.runfolder import RunFolder, read_checkpoint
 from fgvc.train.callbacks import EpochReseed, EpochSummary
 from fgvc.train.run import quiet_lightning
 
-__all__ = ["RunFolder", "TrainedRun", "load_run", "plain_model", "predict", "quiet_lightning", "read_checkpoint",
-           "run_callbacks"]
+__all__ = ["RunFolder", "TrainedRun", "explain", "load_run", "open_image", "plain_model", "predict", "quiet_lightning",
+           "read_checkpoint", "run_callbacks"]
 
 
 def load_run(run_dir: Path | str, checkpoint: str = RunFolder.BEST) -> TrainedRun:
@@ -36,6 +36,22 @@ def plain_model(run: TrainedRun) -> torch.nn.Module:
 def predict(run: TrainedRun, images: ImageList, batch_size: int | None = None) -> torch.Tensor:
     """Class probabilities (N x C) of ``images`` under the run's eval transform."""
     return predict_probs(run.model, images, run.eval_transform, batch_size or run.cfg.eval.batch_size)
+
+
+def open_image(path: Path | str):
+    """An image file decoded to RGB the way training reads it; a corrupt or missing file is a DataError
+    naming it."""
+    return decode_image(read_bytes(Path(path)), str(path))
+
+
+def explain(run: TrainedRun, pictures: list, method: str | None = None):
+    """What the model looks at in decoded RGB pictures: (method used, probabilities N x C, the model's
+    view of each picture, the heat map over it), views and overlays as uint8 HxWx3 arrays. ``method``
+    None: attention maps for a ViT, Grad-CAM otherwise."""
+    from fgvc.explain.run_explain import choose_method, explain_pictures
+
+    method = choose_method(run, method)
+    return (method, *explain_pictures(run, pictures, method))
 
 
 def run_callbacks(seed: int, folder: RunFolder) -> list:

@@ -1,4 +1,4 @@
-"""fgvc commands that ship a trained run: export."""
+"""fgvc commands that ship a trained run: export, push to the hub, the web demo."""
 
 from __future__ import annotations
 
@@ -47,3 +47,19 @@ def push_command(
     if not repo_id:
         raise FgvcError("fgvc push RUN REPO_ID (e.g. me/elpv-grade-lite0), or --local-dir DIR")
     console.print(f"pushed to {push(run_dir, repo_id, private, token)}")
+
+
+@app.command("app")
+@friendly_errors
+def app_command(
+    run_dir: Path = typer.Argument(..., help="a finished run folder"),
+    port: int = typer.Option(7860, help="port to serve on"),
+    host: str = typer.Option("127.0.0.1", help="address to bind (0.0.0.0 to let other machines in)"),
+    top_k: int = typer.Option(5, min=1, help="classes shown per image"),
+    method: Optional[str] = typer.Option(None, help="gradcam, gradcam++, ..., attention, rollout "
+                                                    "(default: attention for a ViT, Grad-CAM otherwise)"),
+) -> None:
+    """Web demo: upload images, see the top classes, what the model looks at, and the model card."""
+    from fgvc.app.web import serve
+
+    serve(run_dir, port, host, top_k, method)  # Gradio prints the address once the page is up

@@ -57,6 +57,9 @@ def class_activation_maps(model: nn.Module, images: torch.Tensor, method: str = 
     targets = [ClassifierOutputTarget(c) for c in classes] if classes is not None else None
     reshape = vit_reshape(model) if is_vit(model) else None
     model.eval()
+    # The gradient must reach the target layer even when training froze it (linear probe, partial):
+    # asking for the input's gradient makes every activation after it require one.
+    images = images.detach().clone().requires_grad_(True)
     with kinds[method](model=model, target_layers=[target_layer(model)], reshape_transform=reshape) as cam:
         if method == "scorecam":
             cam.batch_size = min(32, images.shape[0] * 8)

@@ -98,21 +98,29 @@ def explain_images(run_dir: Path, images: Sequence[Path], method: Optional[str] 
         raise
 
 
-def _explain(run: TrainedRun, files: list[Path], method: str, out: Path,
-             true_labels: Optional[dict[str, int]]) -> list[Explanation]:
+def explain_pictures(run: TrainedRun, pictures: Sequence[Image.Image], method: str
+                     ) -> tuple[torch.Tensor, list[np.ndarray], list[np.ndarray]]:
+    """For decoded RGB pictures: class probabilities (N x C), the model's view of each picture (its
+    eval transform, as uint8 HxWx3) and the heat map blended over that view (uint8 HxWx3)."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    transform = run.eval_transform
+    batch = torch.stack([run.eval_transform(p) for p in pictures])
+    with torch.no_grad():
+        probs = run.model(batch).softmax(-1)
+    maps = maps_for(run, batch, method)
+    views = _denormalize(batch, run)
+    overlays = [show_cam_on_image(v.astype(np.float32), heat, use_rgb=True) for v, heat in zip(views, maps)]
+    return probs, [(v * 255).round().astype(np.uint8) for v in views], overlays
+
+
+def _explain(run: TrainedRun, files: list[Path], method: str, out: Path,
+             true_labels: Optional[dict[str, int]]) -> list[Explanation]:
     results, overlays = [], []
     for start in range(0, len(files), 16):
         chunk = files[start:start + 16]
-        batch = torch.stack([transform(decode_image(read_bytes(f), str(f))) for f in chunk])
-        with torch.no_grad():
-            probs = run.model(batch).softmax(-1)
-        maps = maps_for(run, batch, method)
-        pictures = _denormalize(batch, run)
-        for file, picture, heat, p in zip(chunk, pictures, maps, probs):
-            overlays.append(show_cam_on_image(picture.astype(np.float32), heat, use_rgb=True))
+        probs, _, chunk_overlays = explain_pictures(run, [decode_image(read_bytes(f), str(f)) for f in chunk], method)
+        overlays += chunk_overlays
+        for file, p in zip(chunk, probs):
             label = (true_labels or {}).get(str(file))
             if label is None and file.parent.name in run.class_names:
                 label = run.class_names.index(file.parent.name)
