@@ -12,6 +12,7 @@ from fgvc import api
 from fgvc.app.answers import Demo, results_html
 from fgvc.cli import app
 from fgvc.config import load_config
+from fgvc.data.sources.elpv import packaged_root
 from fgvc.errors import DataError
 from fgvc.evaluate.runs import images_to_predict
 from fgvc.train.run import train
@@ -70,12 +71,12 @@ def free_port() -> int:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian: apt-get install chromium)")
-def test_the_page_in_headless_chromium_shows_the_top_class(run_dir, colour_data, tmp_path):
+def test_the_page_in_headless_chromium_shows_the_top_class(run_dir, tmp_path):
     pytest.importorskip("gradio", reason="the app extra is not installed: pip install 'fgvc[app]'")
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     from fgvc.app.web import serve
 
-    image = sorted((colour_data / "test" / "green").iterdir())[0]
+    image = sorted((packaged_root() / "images").glob("*.png"))[7]  # a real solar-cell photograph
     run = api.load_run(run_dir)
     expected = run.class_names[int(api.explain(run, [api.open_image(image)])[1].argmax())]
     port = free_port()
