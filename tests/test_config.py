@@ -88,8 +88,28 @@ def test_cli_config_show_prints_resolved_config(tmp_path):
     path = write(tmp_path, "optim:\n  lr: 0.01\n")
     result = runner.invoke(app, ["config", "show", str(path), "--set", "optim.lr=0.2", "--set", "seed=7"])
     assert result.exit_code == 0, result.output
-    assert "lr: 0.2\n" in result.output and "seed: 7" in result.output
+    assert "  lr: 0.2  # " in result.output and "\nseed: 7\n" in result.output
     assert "transforms:" in result.output  # defaults filled in
+
+
+def test_config_show_describes_each_key_and_hides_unused_sections(tmp_path):
+    import yaml
+
+    from fgvc.config import ExperimentConfig
+
+    path = write(tmp_path, "optim:\n  lr: 0.01\ngan:\n  z_dim: 64\n")
+    shown = runner.invoke(app, ["config", "show", str(path)]).output
+    assert "  lr: 0.01  # peak learning rate (after warmup)\n" in shown
+    assert "    crop: 224  # network input size (train and eval)\n" in shown
+    assert "\ngan:" in shown and "\ndiffusion:" not in shown and "\nexecutor:" not in shown
+    assert "not used by this config (fgvc config show --all prints them): executor, diffusion, stable_diffusion" in shown
+    loaded = ExperimentConfig.model_validate(yaml.safe_load(shown))  # still YAML, comments and all
+    assert loaded.model_dump(include={"optim", "data", "gan"}) == load_config(path).model_dump(
+        include={"optim", "data", "gan"})
+    everything = runner.invoke(app, ["config", "show", str(path), "--all"]).output
+    assert "\ndiffusion:" in everything and "\nstable_diffusion:" in everything and "not used" not in everything
+    described = [line for line in everything.splitlines() if ":" in line and not line.startswith("#")]
+    assert all("  # " in line for line in described if line.startswith("  ")), "a key without a description"
 
 
 def test_cli_errors_without_traceback(tmp_path):

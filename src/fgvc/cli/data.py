@@ -16,9 +16,16 @@ from fgvc.config import load_config
 
 @config_app.command("show")
 @friendly_errors
-def config_show(config: Path = ConfigArg, set_: List[str] = SetOption) -> None:
-    """Print the resolved config (defaults filled in, overrides applied)."""
-    console.print(load_config(config, set_).to_yaml(), end="", highlight=False, markup=False)
+def config_show(config: Path = ConfigArg, set_: List[str] = SetOption,
+                everything: bool = typer.Option(False, "--all", help="also the sections this config does not use "
+                                                                      "(executor, gan, diffusion, stable_diffusion)"),
+                plain: bool = typer.Option(False, help="YAML without the key descriptions")) -> None:
+    """Print the resolved config (defaults filled in, overrides applied), each key with its description."""
+    from fgvc.config.describe import described_yaml
+
+    cfg = load_config(config, set_)
+    text = cfg.to_yaml() if plain else described_yaml(cfg, everything)
+    console.print(text, end="", highlight=False, markup=False, soft_wrap=True)
 
 
 @data_app.command("verify")

@@ -44,8 +44,8 @@ class CsvConfig(Section):
     """Kaggle-style CSV labels: one row per training image, `id,label`."""
 
     file: str = Field("labels.csv", description="CSV file, relative to data.root")
-    id_column: str = "id"
-    label_column: str = "label"
+    id_column: str = Field("id", description="column of labels.csv holding each image's id (file name without folder)")
+    label_column: str = Field("label", description="column of labels.csv holding each image's class name")
     image_dir: str = Field("train", description="folder of the training images, relative to data.root")
     extension: str = Field(
         "auto", description="appended to the id ('.jpg', '.png'); 'auto' finds it, '' if the id has one"
@@ -58,23 +58,31 @@ class TransformConfig(Section):
 
     resize: int = Field(256, gt=0, description="eval: resize the short side to this, then centre-crop")
     crop: int = Field(224, gt=0, description="network input size (train and eval)")
-    train_crop_mode: Literal["rrc", "rkrc", "rkrr"] = "rrc"
-    scale: tuple[float, float] = (0.25, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = Field(0.5, ge=0, le=1)
-    vflip: float = Field(0.0, ge=0, le=1)
+    train_crop_mode: Literal["rrc", "rkrc", "rkrr"] = Field("rrc",
+        description="training crop: rrc = RandomResizedCrop (scale/ratio), center = resize then centre crop")
+    scale: tuple[float, float] = Field((0.25, 1.0),
+        description="RandomResizedCrop: range of the crop's area as a fraction of the image")
+    ratio: tuple[float, float] = Field((3 / 4, 4 / 3),
+        description="RandomResizedCrop: range of the crop's aspect ratio")
+    hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip in training")
+    vflip: float = Field(0.0, ge=0, le=1, description="probability of a vertical flip in training")
     rot90: float = Field(0.0, ge=0, le=1, description="probability of a random 90/180/270-degree rotation; "
                                                       "with hflip and vflip at 0.5: the whole D4 group (square cells)")
-    auto_augment: Optional[str] = None
-    color_jitter: float = Field(0.0, ge=0)
+    auto_augment: Optional[str] = Field(None,
+        description="timm auto-augment policy, e.g. rand-m9-mstd0.5 (RandAugment) or augmix-m5; none: off")
+    color_jitter: float = Field(0.0, ge=0,
+        description="strength of brightness/contrast/saturation jitter in training (0: off)")
     re_prob: float = Field(0.0, ge=0, le=1, description="random erasing probability")
-    re_mode: Literal["const", "rand", "pixel"] = "pixel"
-    re_count: int = Field(1, ge=1)
-    interpolation: Optional[Literal["bilinear", "bicubic", "nearest", "random"]] = None
+    re_mode: Literal["const", "rand", "pixel"] = Field("pixel",
+        description="random erasing fill: pixel (per-pixel noise), rand (per-channel), const (zeros)")
+    re_count: int = Field(1, ge=1, description="random erasing: boxes erased per image")
+    interpolation: Optional[Literal["bilinear", "bicubic", "nearest", "random"]] = Field(None,
+        description="resize interpolation (bilinear, bicubic, ...); default: the pretrained model's")
     mean: Optional[tuple[float, float, float]] = Field(
         None, description="null: take it from the model's pretrained config"
     )
-    std: Optional[tuple[float, float, float]] = None
+    std: Optional[tuple[float, float, float]] = Field(None,
+        description="normalisation std per channel; default: the pretrained model's (see mean)")
 
     @field_validator("crop")
     @classmethod
@@ -121,11 +129,12 @@ class TransformConfig(Section):
 class MixupConfig(Section):
     """Mixup / CutMix (timm's Mixup); used by the training engine."""
 
-    mixup_alpha: float = Field(0.0, ge=0)
-    cutmix_alpha: float = Field(0.0, ge=0)
-    prob: float = Field(1.0, ge=0, le=1)
-    switch_prob: float = Field(0.5, ge=0, le=1)
-    mode: Literal["batch", "pair", "elem"] = "batch"
+    mixup_alpha: float = Field(0.0, ge=0, description="mixup Beta(alpha, alpha) strength; 0: off")
+    cutmix_alpha: float = Field(0.0, ge=0, description="CutMix Beta(alpha, alpha) strength; 0: off")
+    prob: float = Field(1.0, ge=0, le=1, description="probability that a batch is mixed at all")
+    switch_prob: float = Field(0.5, ge=0, le=1, description="when both are on: probability of CutMix rather than mixup")
+    mode: Literal["batch", "pair", "elem"] = Field("batch",
+        description="mix per batch, per pair of images or per element")
 
     @property
     def enabled(self) -> bool:
@@ -141,15 +150,17 @@ class SyntheticConfig(Section):
 
 
 class DataConfig(Section):
-    name: DatasetName = "image_folder"
+    name: DatasetName = Field("image_folder",
+        description="which data set adapter reads data.root (image_folder, csv, elpv, cub200, ...)")
     root: Optional[Path] = Field(None, description="data set folder; null for packaged data (elpv)")
     label: Optional[str] = Field(None, description="which label to learn, e.g. elpv: grade|type")
     crop_to_box: bool = Field(False, description="CUB-200: crop each image to the bird's box")
     test_root: Optional[Path] = Field(None, description="image_folder: folder of the test split")
     download: bool = Field(False, description="let torchvision download the data set (online users only)")
     official_val: bool = Field(False, description="use the data set's own val split where it has one")
-    csv: CsvConfig = Field(default_factory=CsvConfig)
-    val_fraction: float = Field(0.1, ge=0, lt=1)
+    csv: CsvConfig = Field(default_factory=CsvConfig, description="layout of a csv data set (data.name: csv)")
+    val_fraction: float = Field(0.1, ge=0, lt=1,
+        description="fraction of the training split held out, stratified, for validation (0: none)")
     split_seed: int = Field(0, description="seed of the train/val split, kept apart from the training seed")
     test_split_seed: Optional[int] = Field(
         None, description="elpv: draw the 25% test split with this seed (split-to-split variance); null: the fixed split"
@@ -157,10 +168,12 @@ class DataConfig(Section):
     limit_per_class: Optional[int] = Field(None, gt=0, description="keep at most N training images per class")
     folds: Optional[int] = Field(None, ge=2, description="k-fold: split the training part into this many folds")
     fold: Optional[int] = Field(None, ge=0, description="k-fold: which fold is the val split (0-based)")
-    num_workers: int = Field(2, ge=0)
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes that decode and augment images")
     cache_dir: Path = Field(Path("~/.cache/fgvc"), description="where prepared data (Fashion-MNIST) is kept")
-    transforms: TransformConfig = Field(default_factory=TransformConfig)
-    mixup: MixupConfig = Field(default_factory=MixupConfig)
+    transforms: TransformConfig = Field(default_factory=TransformConfig,
+        description="resizing, cropping, augmentation and normalisation")
+    mixup: MixupConfig = Field(default_factory=MixupConfig,
+        description="mixup / CutMix on training batches (timm's Mixup)")
     synthetic: Optional[SyntheticConfig] = Field(None, description="generated images added to train only")
 
     @field_validator("label")
@@ -193,26 +206,32 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = "resnet50"
-    source: Literal["timm", "torchvision", "torch_hub"] = "timm"
-    pretrained: bool = True
+    name: str = Field("resnet50",
+        description="backbone name in its source (timm: resnet50, tf_efficientnet_lite0, vit_small_patch16_224, ...)")
+    source: Literal["timm", "torchvision", "torch_hub"] = Field("timm",
+        description="where the backbone comes from: timm, torchvision or torch_hub")
+    pretrained: bool = Field(True,
+        description="start from pretrained weights (hub download, or model.weights from a file)")
     pretrained_file: Optional[str] = Field(
         None, description=".pth/.safetensors file, or package:MODULE/path for weights a pip package ships"
     )
     key_mapping: Literal["auto", "by_name", "by_order"] = Field(
         "auto", description="how a foreign checkpoint's keys map onto the model"
     )
-    hub_repo: Optional[str] = None
-    hub_entry: Optional[str] = None
-    hub_kwargs: dict[str, Any] = Field(default_factory=dict)
+    hub_repo: Optional[str] = Field(None, description="torch_hub: repository, e.g. facebookresearch/dinov2")
+    hub_entry: Optional[str] = Field(None, description="torch_hub: entry point in that repository, e.g. dinov2_vits14")
+    hub_kwargs: dict[str, Any] = Field(default_factory=dict,
+        description="torch_hub: extra keyword arguments for the entry point")
     hub_replace_head: bool = Field(True, description="torch_hub: replace the last Linear with a new head")
     img_size: Optional[int] = Field(None, gt=0, description="input size for models that fix it (ViT); null: default")
     head_hidden: list[int] = Field(default_factory=list, description="MLP head hidden sizes, e.g. [256]")
-    head_dropout: float = Field(0.0, ge=0, lt=1)
+    head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the new classifier head")
     keep_pretrained_head: bool = Field(False, description="keep the 1000-class head and put the new head on top")
-    drop_rate: float = Field(0.0, ge=0, lt=1)
-    drop_path_rate: float = Field(0.0, ge=0, lt=1)
-    attn_drop_rate: float = Field(0.0, ge=0, lt=1)
+    drop_rate: float = Field(0.0, ge=0, lt=1,
+        description="timm drop_rate: dropout inside the backbone before its pooling")
+    drop_path_rate: float = Field(0.0, ge=0, lt=1,
+        description="stochastic depth: probability of skipping a residual block in training")
+    attn_drop_rate: float = Field(0.0, ge=0, lt=1, description="ViT: dropout on the attention weights")
 
     @model_validator(mode="after")
     def _file_needs_pretrained(self) -> "ModelConfig":
@@ -225,15 +244,19 @@ class ModelConfig(Section):
 
 
 class StrategyConfig(Section):
-    name: Literal["linear", "partial", "full", "lora", "attention", "gradual", "features"] = "full"
+    name: Literal["linear", "partial", "full", "lora", "attention", "gradual", "features"] = Field("full",
+        description="transfer strategy: linear (head only), partial (head + last blocks), full, lora, attention (ViT attention only), gradual (unfreeze stage by stage), features (cached features + probe)")
     unfreeze_last: int = Field(1, ge=0, description="partial: stages/blocks trained besides the head")
-    freeze_bn: bool = True
-    head_lr_mult: float = Field(1.0, gt=0)
-    layer_decay: Optional[float] = Field(None, gt=0, le=1)
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: float = Field(16.0, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    lora_targets: list[str] = Field(default_factory=lambda: ["qkv"])
+    freeze_bn: bool = Field(True,
+        description="keep frozen blocks' BatchNorm statistics fixed (eval mode) while training")
+    head_lr_mult: float = Field(1.0, gt=0, description="learning rate of the new head = optim.lr x this")
+    layer_decay: Optional[float] = Field(None, gt=0, le=1,
+        description="layer-wise lr decay: each block towards the input gets this factor more (None: off)")
+    lora_rank: int = Field(8, ge=1, description="LoRA: rank of the low-rank update")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA: scaling of the update (alpha / rank)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA: dropout on the adapter's input")
+    lora_targets: list[str] = Field(default_factory=lambda: ["qkv"],
+        description="LoRA: names of the linear layers that get adapters (peft target_modules)")
     unfreeze_every: int = Field(1, ge=1, description="gradual: epochs between unfreezing stages")
     attention_blocks: Optional[int] = Field(None, ge=1, description="attention: only the last N blocks (null: all)")
     probe_head: Literal["linear", "mlp", "logreg"] = Field(
@@ -267,56 +290,67 @@ class StrategyConfig(Section):
 
 class OptimConfig(Section):
     name: str = Field("adamw", description="sgd, adam, adamw or any timm optimizer name")
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (after warmup)")
+    weight_decay: float = Field(0.05, ge=0,
+        description="decoupled weight decay (AdamW) or L2 (SGD); not applied to norms and biases")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: bool = Field(False, description="SGD: Nesterov momentum")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW betas")
     l1: float = Field(0.0, ge=0, description="L1 penalty weight")
     penalty_p: Union[float, Literal["inf"]] = Field(2.0, description="p of the extra Lp penalty")
-    penalty_weight: float = Field(0.0, ge=0)
+    penalty_weight: float = Field(0.0, ge=0,
+        description="L2-SP: weight of the pull of fine-tuned weights towards the pretrained ones (0: off)")
 
 
 class ScheduleConfig(Section):
-    name: Literal["none", "step", "multistep", "cosine", "cosine_restarts", "plateau", "onecycle"] = "cosine"
-    warmup_epochs: float = Field(0.0, ge=0)
-    warmup_lr_init: float = Field(1e-6, ge=0)
-    min_lr: float = Field(0.0, ge=0)
-    step_size: int = Field(30, ge=1)
-    milestones: list[int] = Field(default_factory=list)
-    gamma: float = Field(0.1, gt=0)
-    restart_epochs: int = Field(10, ge=1)
-    patience: int = Field(5, ge=0)
+    name: Literal["none", "step", "multistep", "cosine", "cosine_restarts", "plateau", "onecycle"] = Field("cosine",
+        description="learning-rate schedule over the epochs")
+    warmup_epochs: float = Field(0.0, ge=0,
+        description="linear warmup from warmup_lr_init to optim.lr over this many epochs (fractions allowed)")
+    warmup_lr_init: float = Field(1e-6, ge=0, description="learning rate at the start of warmup")
+    min_lr: float = Field(0.0, ge=0, description="lowest learning rate the schedule decays to")
+    step_size: int = Field(30, ge=1, description="step: epochs between decays")
+    milestones: list[int] = Field(default_factory=list,
+        description="multistep: epochs at which the lr is multiplied by gamma")
+    gamma: float = Field(0.1, gt=0, description="step / multistep / plateau: factor the lr is multiplied by")
+    restart_epochs: int = Field(10, ge=1, description="cosine_restarts: epochs in the first cycle")
+    patience: int = Field(5, ge=0, description="plateau: epochs without improvement before the lr drops")
 
 
 class LossConfig(Section):
     name: Literal["ce", "label_smoothing", "focal", "soft_target", "ordinal"] = Field(
         "ce", description="ordinal: soft labels that favour neighbouring classes, for ordered classes (ELPV grades)")
-    smoothing: float = Field(0.1, ge=0, lt=1)
+    smoothing: float = Field(0.1, ge=0, lt=1,
+        description="label_smoothing: probability mass spread over the other classes")
     ordinal_scale: float = Field(2.0, gt=0, description="ordinal: softmax(-scale * distance^2); larger is closer to CE")
-    focal_gamma: float = Field(2.0, ge=0)
-    focal_alpha: Optional[float] = Field(None, ge=0, le=1)
+    focal_gamma: float = Field(2.0, ge=0, description="focal: focusing exponent (0 = cross-entropy)")
+    focal_alpha: Optional[float] = Field(None, ge=0, le=1, description="focal: weight of the positive term (None: off)")
     class_weights: Literal["none", "balanced", "sqrt"] = Field(
         "none", description="balanced: n / (k * count) per class; sqrt: its square root (milder)")
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
-    accumulate_grad_batches: int = Field(1, ge=1)
+    epochs: int = Field(10, ge=1, description="passes over the training split")
+    batch_size: int = Field(32, ge=1, description="images per training step (per device)")
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = Field("32", description="32, 16-mixed (GPU) or bf16-mixed")
+    accumulate_grad_batches: int = Field(1, ge=1,
+        description="steps whose gradients are summed before each optimizer step")
 
-    gradient_clip_val: Optional[float] = Field(None, gt=0)
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: Union[int, Literal["auto"]] = "auto"
-    num_nodes: int = Field(1, ge=1)
-    strategy: str = "auto"
-    channels_last: bool = False
-    compile: bool = False
-    ema_decay: Optional[float] = Field(None, gt=0, lt=1)
-    early_stopping_patience: Optional[int] = Field(None, ge=1)
-    monitor: str = "val/top1"
-    deterministic: bool = True
+    gradient_clip_val: Optional[float] = Field(None, gt=0,
+        description="clip the gradient norm to this value (None: off)")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field("auto", description="auto, cpu, gpu/cuda or mps")
+    devices: Union[int, Literal["auto"]] = Field("auto", description="devices per node (auto: all that are visible)")
+    num_nodes: int = Field(1, ge=1, description="machines in a multi-node run")
+    strategy: str = Field("auto", description="Lightning distribution strategy: auto, ddp, fsdp, ...")
+    channels_last: bool = Field(False, description="NHWC memory layout for CNNs (faster on GPUs and some CPUs)")
+    compile: bool = Field(False, description="torch.compile the model")
+    ema_decay: Optional[float] = Field(None, gt=0, lt=1,
+        description="keep an exponential moving average of the weights with this decay and evaluate it (None: off)")
+    early_stopping_patience: Optional[int] = Field(None, ge=1,
+        description="stop after this many epochs without improvement of train.monitor (None: off)")
+    monitor: str = Field("val/top1", description="metric that picks best.ckpt (and early stopping)")
+    deterministic: bool = Field(True,
+        description="deterministic algorithms (same config and seed: same metrics on the same machine)")
     loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=lambda: ["csv"], description="Lightning loggers: csv (RUN/logs/metrics.csv), tensorboard "
         "(RUN/tensorboard: tensorboard --logdir runs), mlflow (train.mlflow_uri, default ./mlruns/mlflow.db), wandb")
@@ -325,8 +359,10 @@ class TrainConfig(Section):
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads of the run; CPU results depend on "
                                                            "it in the last bits. null: torch's default (all cores), "
                                                            "or the Ray executor's CPU share")
-    limit_train_batches: Optional[Union[int, float]] = None
-    limit_val_batches: Optional[Union[int, float]] = None
+    limit_train_batches: Optional[Union[int, float]] = Field(None,
+        description="train on only this many batches (int) or fraction (float) per epoch: for quick checks")
+    limit_val_batches: Optional[Union[int, float]] = Field(None,
+        description="validate on only this many batches or this fraction")
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -335,15 +371,15 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    batch_size: int = Field(64, ge=1)
-    split: Literal["val", "test"] = "test"
-    top_k: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1, description="images per batch when evaluating and predicting")
+    split: Literal["val", "test"] = Field("test", description="split fgvc eval reports by default")
+    top_k: int = Field(5, ge=1, description="k of the top-k accuracy reported beside top-1")
     tta: list[Literal["flip", "d4", "crops"]] = Field(
         default_factory=list, description="flip: + mirror; d4: the 8 flips and 90-degree rotations; crops: five crops")
 
 
 class OutputConfig(Section):
-    dir: Path = Path("runs")
+    dir: Path = Field(Path("runs"), description="folder that run folders are written into")
     name: Optional[str] = Field(None, description="run folder name; null: the config file's name")
 
 
@@ -357,7 +393,7 @@ class ExecutorConfig(Section):
     address: Optional[str] = Field(None, description="a running Ray cluster (e.g. ray://head:10001 or auto); "
                                                      "null: start a local one")
     cpus_per_trial: float = Field(1.0, gt=0, description="CPUs per run; its torch thread count")
-    gpus_per_trial: float = Field(0.0, ge=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="Ray: GPUs reserved per run (fractions share a GPU)")
     max_retries: int = Field(3, ge=0, description="times a run whose worker died is started again (it resumes)")
 
 
