@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
 from fgvc.runfolder import PREDICTION_COLUMNS, PROBABILITY_PREFIX
+from fgvc.progress import track
 
 
 class FiveCropViews:
@@ -53,7 +54,7 @@ def predict_logits(
     loader = DataLoader(SeededImageDataset(images, transform, seed=0), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers)
     outputs = []
-    for batch, _ in loader:
+    for batch, _ in track(loader, f"predicting {len(images)} images"):
         batch = batch.to(device)
         crops = 1
         if batch.ndim == 5:  # (B, V, C, H, W): several crops per image

@@ -23,6 +23,7 @@ from fgvc.evaluate.runs import TrainedRun, load_trained  # noqa: E402
 from fgvc.explain.attention import attention_rollout, last_layer_attention  # noqa: E402
 from fgvc.explain.cam import METHODS as CAM_METHODS  # noqa: E402
 from fgvc.explain.cam import class_activation_maps, is_vit  # noqa: E402
+from fgvc.progress import track  # noqa: E402
 from fgvc.runfolder import Prediction, RunFolder  # noqa: E402
 
 METHODS = (*CAM_METHODS, "rollout", "attention")
@@ -116,7 +117,7 @@ def explain_pictures(run: TrainedRun, pictures: Sequence[Image.Image], method: s
 def _explain(run: TrainedRun, files: list[Path], method: str, out: Path,
              true_labels: Optional[dict[str, int]]) -> list[Explanation]:
     results, overlays = [], []
-    for start in range(0, len(files), 16):
+    for start in track(range(0, len(files), 16), f"explaining {len(files)} images ({method})"):
         chunk = files[start:start + 16]
         probs, _, chunk_overlays = explain_pictures(run, [decode_image(read_bytes(f), str(f)) for f in chunk], method)
         overlays += chunk_overlays

@@ -114,3 +114,11 @@ class EpochSummary(L.Callback):
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
+
+
+class EpochProgressBar(L.pytorch.callbacks.RichProgressBar):
+    """Lightning's rich bar, counting epochs from 1 of N like fgvc's log ("epoch 2/3"), not 0 of N-1."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = f"epoch {current_epoch + 1}" + (f"/{self.trainer.max_epochs}" if self.trainer.max_epochs else "")
+        return f"{text:{len(self.validation_description)}}"

@@ -25,6 +25,7 @@ from fgvc.config import ExperimentConfig
 from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
 from fgvc.models.heads import classifier_name
+from fgvc.progress import track
 
 
 def image_fingerprints(images: ImageList) -> list[str]:
@@ -115,7 +116,8 @@ def extract_features(model: nn.Module, images: ImageList, transform: Callable, b
             keys = [(view, i) for i in range(len(images))]
             loader = DataLoader(torch.utils.data.Subset(dataset, keys) if views else dataset, batch_size=batch_size,
                                 shuffle=False, num_workers=num_workers)
-            passes.append(torch.cat([model(batch.to(device)).float().cpu() for batch, _ in loader]))
+            label = f"features of {len(images)} images" + (f" (view {view + 1}/{views})" if views else "")
+            passes.append(torch.cat([model(batch.to(device)).float().cpu() for batch, _ in track(loader, label)]))
         return torch.stack(passes) if views else passes[0]
     finally:
         setattr(parent, child, head)

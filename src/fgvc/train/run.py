@@ -25,7 +25,8 @@ from fgvc.evaluate.runs import evaluate_split, load_trained
 from fgvc.models.assembly import build_network
 from fgvc.models.strategies import count_parameters, merge_lora
 from fgvc.report.html import finish_run_folder
-from fgvc.train.callbacks import EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
+from fgvc.progress import show_progress
+from fgvc.train.callbacks import EpochProgressBar, EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
 from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
 from fgvc.train.loggers import build_loggers
 from fgvc.train.module import Classifier
@@ -83,8 +84,9 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence[L.Ca
                                                            mode=mode, check_finite=True))
     if cfg.train.ema_decay:
         callbacks.append(L.pytorch.callbacks.EMAWeightAveraging(decay=cfg.train.ema_decay))
+    progress = progress and show_progress()  # a bar on a terminal only: none in logs or Ray workers
     if progress:
-        callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=False))
+        callbacks.append(EpochProgressBar(leave=False))
     accelerator = "gpu" if cfg.train.accelerator == "cuda" else cfg.train.accelerator
     return L.Trainer(
         default_root_dir=run_dir,

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fgvc.config import ExperimentConfig  # noqa: E402
 from fgvc.data import load_data  # noqa: E402
 from fgvc.models.assembly import build_network  # noqa: E402
+from fgvc.progress import show_progress  # noqa: E402
 from fgvc.train.module import Classifier  # noqa: E402
 from fgvc.train.run import build_datamodule, quiet_lightning  # noqa: E402
 
@@ -36,8 +37,10 @@ def _setup(cfg: ExperimentConfig):
     module = Classifier(model, cfg, splits.train.class_counts())
     datamodule = build_datamodule(cfg, splits)
     accelerator = "gpu" if cfg.train.accelerator == "cuda" else cfg.train.accelerator
+    bar = show_progress()  # Lightning's bar over the range test's steps, on a terminal only
     trainer = L.Trainer(accelerator=accelerator, devices=1, precision=cfg.train.precision, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, enable_progress_bar=bar, enable_model_summary=False,
+                        callbacks=[L.pytorch.callbacks.RichProgressBar(leave=False)] if bar else None,
                         default_root_dir=cfg.run_dir, use_distributed_sampler=False, max_epochs=1000)
     return module, datamodule, trainer
 
