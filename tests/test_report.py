@@ -2,11 +2,16 @@ import base64
 import json
 import re
 
+import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from fgvc.cli import app
 from fgvc.config import load_config
 from fgvc.experiments.repeat import repeat
+from fgvc.report.html import _wrap
+from fgvc.report.plots import plot_learning_curves, reliability_bins
+from fgvc.runfolder import RunFolder
 from fgvc.train.run import train
 
 runner = CliRunner()
@@ -34,6 +39,33 @@ def test_run_report_is_self_contained_and_holds_the_metrics(tiny_overrides):
     assert len(images) >= 2 and all(img.startswith(b"\x89PNG") for img in images)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "seed: 42" in page  # the config is in it
+    assert "Confusion matrix (test split)" in page and f"Calibration (test split): ECE {result.test['ece']:.4f}" in page
+    assert len(images) >= 4  # curves, confusion matrix, reliability diagram, misclassified images
+    folder = RunFolder(result.run_dir)
+    rows = folder.predictions("test")
+    *_, count, ece = reliability_bins([r.confidence for r in rows], [r.right for r in rows])
+    assert int(count.sum()) == len(rows) == result.test["n"]
+    assert ece == pytest.approx(result.test["ece"], abs=1e-3)  # the diagram's bins are the metric's
+    with Image.open(folder.reliability_diagram) as diagram, Image.open(folder.learning_curves) as curves:
+        assert diagram.size[1] > 300 and curves.size == (1000, 700)  # 2 x 2 panels: loss, top-1, F1, lr
+
+
+def test_report_captions_wrap_whole_class_names():
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    name = "Black_footed_Albatross_with_a_very_long_name"
+    lines = _wrap(draw, name, 80)
+    assert len(lines) > 1 and all(draw.textlength(line) <= 80 for line in lines)
+    assert "".join(lines) == name  # broken at underscores, nothing cut
+
+
+def test_learning_curves_use_whole_epochs_and_skip_what_was_not_logged(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,seconds,val/loss,val/top1\n0,1,0.9,0.5\n1,1,0.8,0.6\n2,1,0.7,0.7\n")
+    plot_learning_curves(history, tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as picture:
+        assert picture.size == (1000, 350)  # one row: loss and top-1, no empty F1 / lr panels
 
 
 def test_group_report_and_cli(tiny_overrides, tmp_path):
@@ -43,6 +75,8 @@ def test_group_report_and_cli(tiny_overrides, tmp_path):
     mean = summary["metrics"]["test"]["top1"]["mean"]
     assert f"{mean:.4f}" in page and "95% CI" in page
     assert "seed-1/report.html" in page and (tmp_path / "group" / "seed-1" / "report.html").is_file()
+    assert "test: each member and the mean with its CI" in page and "Learning curves of the members" in page
+    assert (tmp_path / "group" / "test_members.png").is_file() and (tmp_path / "group" / "curves.png").is_file()
     (tmp_path / "group" / "report.html").unlink()
     result = runner.invoke(app, ["report", str(tmp_path / "group")])
     assert result.exit_code == 0 and (tmp_path / "group" / "report.html").is_file()

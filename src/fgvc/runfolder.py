@@ -71,6 +71,9 @@ class RunFolder:
     PROBE_HEAD = "probe_head.pt"
     METRICS = "metrics.json"
     CONFUSION = "confusion_matrix.png"
+    RELIABILITY = "reliability.png"
+    GROUP_SEEDS = "members.png"  # a group's per-member metrics with the CI
+    GROUP_CURVES = "curves.png"  # a group's learning curves, one line per member
     REPORT = "report.html"
     EXPORT = "export"  # fgvc export's folder: model.onnx / model.pt, export.json
     EXPORT_RECORD = "export.json"
@@ -148,6 +151,10 @@ class RunFolder:
     @property
     def confusion_matrix(self) -> Path:
         return self.path / self.CONFUSION
+
+    @property
+    def reliability_diagram(self) -> Path:
+        return self.path / self.RELIABILITY
 
     @property
     def export_dir(self) -> Path:

@@ -52,6 +52,22 @@ def _page(title: str, body: str) -> str:
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
 
 
+def _wrap(draw, text: str, width: int) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels, broken at spaces or underscores where possible."""
+    lines, current = [], ""
+    for char in text:
+        if current and draw.textlength(current + char) > width:
+            cut = max(current.rfind(" "), current.rfind("_"))
+            if cut > 0:
+                lines.append(current[:cut + 1].rstrip())
+                current = current[cut + 1:]
+            else:
+                lines.append(current)
+                current = ""
+        current += char
+    return lines + [current] if current else lines
+
+
 def _misclassified_grid(run_dir: Path, count: int = 16, tile: int = 128) -> Optional[bytes]:
     """A PNG of up to ``count`` wrongly classified test images (most confident first), each captioned
     true -> predicted (confidence). Drawn with PIL: a report per run must stay cheap."""
@@ -71,33 +87,48 @@ def _misclassified_grid(run_dir: Path, count: int = 16, tile: int = 128) -> Opti
     index = {test.key(i): i for i in range(len(test))}
     columns = min(8, len(wrong))
     rows = -(-len(wrong) // columns)
-    caption = 28
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    captions = [(_wrap(measure, row.target_name, tile - 6),
+                 _wrap(measure, f"-> {row.predicted_name} {row.confidence:.2f}", tile - 6)) for row in wrong]
+    line = 12
+    caption = line * max(len(a) + len(b) for a, b in captions) + 4  # whole names, wrapped: never cut
     sheet = Image.new("RGB", (columns * tile, rows * (tile + caption)), "white")
     draw = ImageDraw.Draw(sheet)
-    for n, row in enumerate(wrong):
+    for n, (row, (true_lines, predicted_lines)) in enumerate(zip(wrong, captions)):
         x, y = (n % columns) * tile, (n // columns) * (tile + caption)
         if row.image in index:
             picture = test.load(index[row.image])
             picture.thumbnail((tile - 4, tile - 4))
             sheet.paste(picture, (x + (tile - picture.width) // 2, y + (tile - picture.height) // 2))
-        draw.text((x + 3, y + tile), f"{row.target_name[:20]}", fill=(0, 110, 0))
-        draw.text((x + 3, y + tile + 13), f"-> {row.predicted_name[:16]} {row.confidence:.2f}", fill=(180, 0, 0))
+        for k, text in enumerate(true_lines):
+            draw.text((x + 3, y + tile + k * line), text, fill=(0, 110, 0))
+        for k, text in enumerate(predicted_lines, len(true_lines)):
+            draw.text((x + 3, y + tile + k * line), text, fill=(180, 0, 0))
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def finish_run_folder(run_dir: Path, metrics: dict[str, Any], class_names: list[str]) -> Path:
-    """The last step of every run: learning curves, confusion matrix (test, else val), metrics.json and
-    report.html."""
-    from fgvc.report.plots import plot_confusion_matrix, plot_learning_curves
+def draw_run_plots(run_dir: Path, metrics: dict[str, Any], class_names: list[str]) -> None:
+    """Learning curves, confusion matrix and reliability diagram (test split, else val) of a run."""
+    from fgvc.report.plots import plot_confusion_matrix, plot_learning_curves, plot_reliability
 
     folder = RunFolder(run_dir)
     if folder.history_file.is_file():
         plot_learning_curves(folder.history_file, folder.learning_curves)
     final = "test" if "test" in metrics else ("val" if "val" in metrics else None)
     if final:
-        plot_confusion_matrix(metrics[final]["confusion_matrix"], class_names, folder.confusion_matrix)
+        class_names = class_names or [str(i) for i in range(len(metrics[final]["confusion_matrix"]))]
+        plot_confusion_matrix(metrics[final]["confusion_matrix"], class_names, folder.confusion_matrix, split=final)
+        if folder.predictions_file(final).is_file():
+            rows = folder.predictions(final)
+            plot_reliability([r.confidence for r in rows], [r.right for r in rows], folder.reliability_diagram, final)
+
+
+def finish_run_folder(run_dir: Path, metrics: dict[str, Any], class_names: list[str]) -> Path:
+    """The last step of every run: plots, metrics.json (with provenance), the model card and report.html."""
+    folder = RunFolder(run_dir)
+    draw_run_plots(folder.path, metrics, class_names)
     from fgvc.report.provenance import provenance
 
     metrics.setdefault("provenance", provenance())
@@ -131,9 +162,14 @@ def run_report(run_dir: Path) -> Path:
                                                 f"{metrics.get('parameters', {}).get('total', '?'):,}"],
              ["weights", metrics.get("weights") or "-"]]
     parts.append(_table(["run", ""], extra))
-    parts.append("<h2>Learning curves</h2>" + _img_file(folder.learning_curves, "learning curves"))
-    parts.append("<h2>Confusion matrix</h2>" + _img_file(folder.confusion_matrix, "confusion matrix"))
     final = "test" if "test" in metrics else ("val" if "val" in metrics else None)
+    parts.append("<h2>Learning curves</h2>" + _img_file(folder.learning_curves, "learning curves"))
+    parts.append(f"<h2>Confusion matrix ({final} split)</h2>" + _img_file(folder.confusion_matrix, "confusion matrix"))
+    if folder.reliability_diagram.is_file():
+        parts.append(f"<h2>Calibration ({final} split): ECE {_fmt(metrics[final].get('ece', '?'))}</h2>"
+                     "<p class='muted'>Bars: accuracy of the images whose top-1 probability falls in each bin; "
+                     "the dashed line is perfect calibration; the hatched gap to the bin's mean confidence is "
+                     "over-confidence where the bar ends below the line.</p>" + _img_file(folder.reliability_diagram, "reliability diagram"))
     if final:
         per_class = sorted(metrics[final]["per_class_accuracy"].items(), key=lambda kv: kv[1])
         parts.append(f"<h2>Per-class accuracy ({final}, worst first)</h2>" + _table(["class", "accuracy"], per_class))
@@ -175,10 +211,13 @@ def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
             rows.append([metric, d["mean"], d["std"], ci, d["min"], d["max"], d["n"], d.get("method", "t")])
         parts.append(f"<h2>{html.escape(split)}: mean and {int(100 * next(iter(table.values()))['confidence'])}% CI</h2>"
                      + _table(["metric", "mean", "std", "CI", "min", "max", "n", "CI method"], rows))
+    parts += _group_plots(group_dir, summary)
     member_rows = []
     for name in summary["members"]:
         member = RunFolder(group_dir / name)
         metrics = member.metrics()
+        if rebuild_members:
+            draw_run_plots(member.path, metrics, member.class_names() or [])
         if rebuild_members or not member.report_file.is_file():
             run_report(member.path)
         test = metrics.get("test", metrics.get("val", {}))
@@ -192,12 +231,34 @@ def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
     return out
 
 
+def _group_plots(group_dir: Path, summary: dict) -> list[str]:
+    """The members' metrics as points with the CI, per split, and their learning curves together."""
+    from fgvc.report.group_plots import plot_member_curves, plot_members
+    from fgvc.report.plots import read_history
+
+    folder = RunFolder(group_dir)
+    members = {name: RunFolder(group_dir / name) for name in summary["members"]}
+    metrics = {name: m.metrics() if m.metrics_file.is_file() else {} for name, m in members.items()}
+    parts = []
+    for split, table in summary["metrics"].items():
+        out = group_dir / f"{split}_{RunFolder.GROUP_SEEDS}"
+        plot_members(table, {n: m.get(split, {}) for n, m in metrics.items()}, split, out)
+        parts.append(f"<h2>{html.escape(split)}: each member and the mean with its CI</h2>" + _img_file(out, split))
+    histories = {n: read_history(m.history_file) for n, m in members.items() if m.history_file.is_file()}
+    if histories:
+        out = plot_member_curves(histories, folder.path / RunFolder.GROUP_CURVES)
+        parts.append("<h2>Learning curves of the members</h2>" + _img_file(out, "member curves"))
+    return parts
+
+
 def build_report(path: Path) -> Path:
     """``fgvc report``: a run folder (metrics.json) or a group folder (summary.json)."""
     path = Path(path)
     if (path / "summary.json").is_file():
         return group_report(path, rebuild_members=True)
-    if RunFolder(path).metrics_file.is_file():
+    folder = RunFolder(path)
+    if folder.metrics_file.is_file():
+        draw_run_plots(folder.path, folder.metrics(), folder.class_names() or [])  # runs of older versions too
         return run_report(path)
     from fgvc.errors import FgvcError
 
