@@ -77,6 +77,10 @@ def test_group_report_and_cli(tiny_overrides, tmp_path):
     assert "seed-1/report.html" in page and (tmp_path / "group" / "seed-1" / "report.html").is_file()
     assert "test: each member and the mean with its CI" in page and "Learning curves of the members" in page
     assert (tmp_path / "group" / "test_members.png").is_file() and (tmp_path / "group" / "curves.png").is_file()
+    card = (tmp_path / "group" / "seed-2" / "README.md").read_text()
+    top1 = summary["metrics"]["test"]["top1"]
+    assert "This run is one of 2 seeds of the same recipe; over all of them (test, mean and 95 % CI):" in card
+    assert f"- top1: {top1['mean']:.4f} [{top1['ci_low']:.4f}, {top1['ci_high']:.4f}]" in card
     (tmp_path / "group" / "report.html").unlink()
     result = runner.invoke(app, ["report", str(tmp_path / "group")])
     assert result.exit_code == 0 and (tmp_path / "group" / "report.html").is_file()

@@ -197,7 +197,10 @@ def run_report(run_dir: Path) -> Path:
 
 def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
     """Write GROUP/report.html and return its path. Members' reports are written where missing (every
-    run writes its own when it finishes), or all of them again with ``rebuild_members``."""
+    run writes its own when it finishes), or all of them again with ``rebuild_members``; members of a
+    repeat or crossval get the group's CIs in their model cards."""
+    from fgvc.report.model_card import write_model_card
+
     group_dir = Path(group_dir)
     summary = json.loads((group_dir / "summary.json").read_text())
     parts = [f"<p class='muted'>{html.escape(str(group_dir))}: {summary['kind']} over "
@@ -218,6 +221,8 @@ def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
         metrics = member.metrics()
         if rebuild_members:
             draw_run_plots(member.path, metrics, member.class_names() or [])
+        if summary["kind"] in ("repeat", "crossval") and member.config_file.is_file():
+            write_model_card(member.path, metrics, group_summary=summary)  # the member's card gets the CIs
         if rebuild_members or not member.report_file.is_file():
             run_report(member.path)
         test = metrics.get("test", metrics.get("val", {}))

@@ -79,11 +79,15 @@ def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list
              "Top-1 accuracy, macro F1 and macro one-vs-rest AUROC on the data set's val and test splits; "
              "the test split took no part in any choice."]
     if group_summary:
-        parts += ["", f"Over {len(group_summary['members'])} seeds (mean and 95 % CI, test):", ""]
-        for key in HEADLINE:
-            stats = group_summary["metrics"].get("test", {}).get(key)
-            if stats and stats.get("ci_low") is not None:
-                parts.append(f"- {key}: {stats['mean']:.4f} [{stats['ci_low']:.4f}, {stats['ci_high']:.4f}]")
+        kind = {"repeat": "seeds", "crossval": "folds"}.get(group_summary.get("kind"), "runs")
+        for split in ("val", "test"):
+            table = group_summary["metrics"].get(split, {})
+            rows = [(key, table[key]) for key in HEADLINE if key in table and table[key].get("ci_low") is not None]
+            if rows:
+                level = int(100 * rows[0][1].get("confidence", 0.95))
+                parts += ["", f"This run is one of {len(group_summary['members'])} {kind} of the same recipe; "
+                              f"over all of them ({split}, mean and {level} % CI):", ""]
+                parts += [f"- {key}: {d['mean']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]" for key, d in rows]
     parts += ["", "## Intended use and limits", "",
               f"Research and prototyping on images like those of {d.name}: the same kind of camera, "
               "resolution and classes. It has seen no other classes and will still name one of its own for any "
@@ -106,13 +110,14 @@ def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list
 
 
 def write_model_card(run_dir: Path, metrics: Optional[dict[str, Any]] = None,
-                     class_names: Optional[list[str]] = None) -> Path:
-    """README.md, and config.json when plain timm can load the network, into the run folder."""
+                     class_names: Optional[list[str]] = None, group_summary: Optional[dict[str, Any]] = None) -> Path:
+    """README.md, and config.json when plain timm can load the network, into the run folder; a member
+    of a group (repeat, crossval) also gets the group's means and CIs."""
     folder = RunFolder(run_dir)
     cfg = load_config(folder.config_file)
     metrics = metrics if metrics is not None else folder.metrics()
     class_names = class_names or folder.class_names() or []
-    folder.model_card.write_text(model_card(cfg, metrics, class_names, folder.path.name))
+    folder.model_card.write_text(model_card(cfg, metrics, class_names, folder.path.name, group_summary))
     if loads_in_timm(cfg) is None:
         folder.timm_config.write_text(json.dumps(timm_config(cfg, class_names), indent=2))
     return folder.model_card
