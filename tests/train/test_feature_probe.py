@@ -178,3 +178,41 @@ def test_pooling_options_belong_to_the_features_strategy():
         load_config(None, ["strategy.name=features", "strategy.probe_standardize=true"])
     with pytest.raises(ConfigError, match="probe_pooling"):
         load_config(None, ["strategy.name=features", "strategy.probe_pooling=[mean]"])
+
+
+def test_backbone_pass_engines_agree_and_auto_picks_onnx_for_many_images(colour_data, monkeypatch):
+    """torch in NCHW, torch in channels_last and ONNX Runtime give the same features to float rounding;
+    auto uses ONNX Runtime on the CPU for many images, and torch when the network does not export."""
+    import fgvc.models.onnx_runtime as onnx_runtime
+    from fgvc.data import load_data
+    from fgvc.data.transforms import build_transform, resolve_normalization
+    from fgvc.errors import FgvcError
+    from fgvc.models.assembly import build_network
+    from fgvc.train import feature_cache
+    from fgvc.train.feature_cache import extract_features
+
+    cfg = load_config(None, ["model.name=resnet10t", "model.pretrained=false", "data.transforms.resize=32",
+                             "data.transforms.crop=32", "data.name=image_folder", f"data.root={colour_data / 'train'}",
+                             "data.val_fraction=0"])
+    model, _ = build_network(cfg, 3)
+    images = load_data(cfg.data).train
+    transform = build_transform(cfg.data.transforms, resolve_normalization(cfg.data.transforms, cfg.model), train=False)
+    nchw = extract_features(model, images, transform, 16, engine="torch", channels_last=False)
+    nhwc = extract_features(model, images, transform, 16, engine="torch", channels_last=True)
+    ort = extract_features(model, images, transform, 16, engine="onnx")
+    assert nchw.shape == (len(images), 512) and torch.allclose(nhwc, nchw, atol=1e-4)
+    assert torch.allclose(ort, nchw, atol=1e-4) and not torch.equal(ort, nchw)  # really another engine
+    assert next(model.parameters()).is_contiguous()  # the layout is put back (checkpoints need it)
+    assert feature_cache._use_onnx("auto", torch.device("cpu"), 256)
+    assert not feature_cache._use_onnx("auto", torch.device("cpu"), 255)
+
+    def broken(*_, **__):
+        raise FgvcError("ONNX export of resnet10t failed: unsupported")
+
+    monkeypatch.setattr(onnx_runtime, "export_module_onnx", broken)
+    monkeypatch.setattr(feature_cache, "ONNX_FROM_IMAGES", 1)
+    model.conv1[0].weight.data *= 1.01  # new backbone weights: the cached session does not apply
+    fallback = extract_features(model, images, transform, 16, engine="auto", channels_last=False)
+    assert torch.equal(fallback, extract_features(model, images, transform, 16, engine="torch", channels_last=False))
+    with pytest.raises(FgvcError, match="ONNX export of resnet10t failed"):
+        extract_features(model, images, transform, 16, engine="onnx")

@@ -267,6 +267,9 @@ class StrategyConfig(Section):
         1.0, description="features, logreg: inverse regularisation; auto: chosen from a grid by the val split's log-loss"
     )
     feature_views: int = Field(0, ge=0, description="features: 0 = one plain view; N = N augmented views per image")
+    feature_engine: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="features: the backbone pass in torch (channels_last for CNNs) or ONNX Runtime "
+                            "(CPU, ~7x faster); auto: ONNX Runtime on the CPU from 256 images on")
     probe_layers: int = Field(1, ge=1, description="features: pool the last N stages of a CNN (1: the final layer)")
     probe_pooling: list[Literal["avg", "max"]] = Field(
         default_factory=lambda: ["avg"], min_length=1, description="features: how each layer is pooled; [avg, max] keeps "

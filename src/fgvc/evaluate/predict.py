@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
 from fgvc.runfolder import PREDICTION_COLUMNS, PROBABILITY_PREFIX
+from fgvc.models.layout import inference_layout, to_layout
 from fgvc.progress import track
 
 
@@ -45,30 +46,31 @@ def tta_views(batch: torch.Tensor, tta: Sequence[str]) -> list[torch.Tensor]:
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, images: ImageList, transform: Callable, batch_size: int = 64, num_workers: int = 0,
-    device: Optional[torch.device] = None, tta: Sequence[str] = (), channels_last: bool = False,
+    device: Optional[torch.device] = None, tta: Sequence[str] = (), channels_last: Optional[bool] = None,
 ) -> torch.Tensor:
     """Logits (N x C) in the order of ``images``, averaged over test-time views: ``flip`` adds the
-    mirrored image, ``d4`` the 8 flips and rotations, ``crops`` needs ``transform`` to return several views per image (FiveCropViews)."""
+    mirrored image, ``d4`` the 8 flips and rotations, ``crops`` needs ``transform`` to return several views per image (FiveCropViews).
+    ``channels_last`` None: when the network is mostly convolutions (faster; see models.layout)."""
     device = device or next(model.parameters(), torch.empty(0)).device  # an ONNX Runtime model has none: CPU
     model.eval()
     loader = DataLoader(SeededImageDataset(images, transform, seed=0), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers)
     outputs = []
-    for batch, _ in track(loader, f"predicting {len(images)} images"):
-        batch = batch.to(device)
-        crops = 1
-        if batch.ndim == 5:  # (B, V, C, H, W): several crops per image
-            crops = batch.shape[1]
-            batch = batch.flatten(0, 1)
-        views = [v.contiguous(memory_format=torch.channels_last) if channels_last else v for v in tta_views(batch, tta)]
-        logits = torch.stack([model(v).float() for v in views]).mean(0)
-        outputs.append(logits.view(-1, crops, logits.shape[-1]).mean(1).cpu())
+    with inference_layout(model, channels_last) as nhwc:
+        for batch, _ in track(loader, f"predicting {len(images)} images"):
+            batch = batch.to(device)
+            crops = 1
+            if batch.ndim == 5:  # (B, V, C, H, W): several crops per image
+                crops = batch.shape[1]
+                batch = batch.flatten(0, 1)
+            logits = torch.stack([model(to_layout(v, nhwc)).float() for v in tta_views(batch, tta)]).mean(0)
+            outputs.append(logits.view(-1, crops, logits.shape[-1]).mean(1).cpu())
     return torch.cat(outputs) if outputs else torch.zeros(0, len(images.class_names))
 
 
 def predict_probs(model: nn.Module, images: ImageList, transform: Callable, batch_size: int = 64,
                   num_workers: int = 0, device: Optional[torch.device] = None, tta: Sequence[str] = (),
-                  channels_last: bool = False) -> torch.Tensor:
+                  channels_last: Optional[bool] = None) -> torch.Tensor:
     """Softmax probabilities (N x C); test-time views are averaged in logit space first."""
     return predict_logits(model, images, transform, batch_size, num_workers, device, tta, channels_last).softmax(-1)
 

@@ -23,6 +23,7 @@ from fgvc.evaluate.runs import TrainedRun, load_trained  # noqa: E402
 from fgvc.explain.attention import attention_rollout, last_layer_attention  # noqa: E402
 from fgvc.explain.cam import METHODS as CAM_METHODS  # noqa: E402
 from fgvc.explain.cam import class_activation_maps, is_vit  # noqa: E402
+from fgvc.models.layout import inference_layout, to_layout  # noqa: E402
 from fgvc.progress import track  # noqa: E402
 from fgvc.runfolder import Prediction, RunFolder  # noqa: E402
 
@@ -106,9 +107,10 @@ def explain_pictures(run: TrainedRun, pictures: Sequence[Image.Image], method: s
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     batch = torch.stack([run.eval_transform(p) for p in pictures])
-    with torch.no_grad():
-        probs = run.model(batch).softmax(-1)
-    maps = maps_for(run, batch, method)
+    with inference_layout(run.model) as nhwc:
+        with torch.no_grad():
+            probs = run.model(to_layout(batch, nhwc)).softmax(-1)
+        maps = maps_for(run, to_layout(batch, nhwc), method)
     views = _denormalize(batch, run)
     overlays = [show_cam_on_image(v.astype(np.float32), heat, use_rgb=True) for v, heat in zip(views, maps)]
     return probs, [(v * 255).round().astype(np.uint8) for v in views], overlays

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import warnings
 from pathlib import Path
@@ -14,9 +12,10 @@ from torch import nn
 
 from fgvc.errors import FgvcError
 from fgvc.export.metadata import write_sidecar
+from fgvc.models.onnx_runtime import OPSET, export_module_onnx
 
 FORMATS = ("onnx", "torchscript")
-OPSET = 18
+__all__ = ["FORMATS", "OPSET", "example_input", "export_onnx", "export_torchscript"]
 
 
 def example_input(metadata: dict[str, Any], batch: int = 2) -> torch.Tensor:
@@ -27,18 +26,10 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path:
     """torch.onnx (the torch.export-based exporter), batch dimension dynamic, metadata as metadata_props."""
     import onnx
 
-    example = example_input(metadata)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
-            program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["logits"],
-                                        dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True,
-                                        verbose=False)
-        except Exception as exc:  # noqa: BLE001 - the exporter's errors are long; say which model failed
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise FgvcError(f"ONNX export of {metadata['model']} failed: {first}; try --format torchscript") from None
-    program.save(str(path))
+    try:
+        export_module_onnx(model, path, tuple(metadata["input_size"]), metadata["model"])
+    except FgvcError as exc:
+        raise FgvcError(f"{exc}; try --format torchscript") from None
     proto = onnx.load(str(path))
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=json.dumps(value))

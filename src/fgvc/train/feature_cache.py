@@ -11,8 +11,12 @@ weights: hub tag or file path + size + mtime), the transform and the timm/torch 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,7 +28,9 @@ from torch.utils.data import DataLoader
 from fgvc.config import ExperimentConfig
 from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
+from fgvc.errors import FgvcError
 from fgvc.models.heads import classifier_name
+from fgvc.models.layout import inference_layout, to_layout
 from fgvc.progress import track
 
 
@@ -97,11 +103,52 @@ def cache_key(cfg: ExperimentConfig, images: ImageList, transform: Callable, vie
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+FEATURE_ENGINES = ("auto", "torch", "onnx")
+# auto uses ONNX Runtime on the CPU from this many images on: below it the export (~10 s for
+# EfficientNet-Lite0) costs more than ONNX Runtime saves (bench/feature_pass.py).
+ONNX_FROM_IMAGES = 256
+_sessions: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _weights_digest(model: nn.Module) -> float:
+    with torch.no_grad():
+        return float(sum(t.double().sum() for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()))
+
+
+def onnx_backbone(model: nn.Module, input_size: tuple[int, int, int], name: str = "the backbone") -> nn.Module:
+    """The (headless) model as an ONNX Runtime session, exported once per model, input size and weights."""
+    from fgvc.models.onnx_runtime import OnnxRuntimeModel, export_module_onnx
+
+    key = (tuple(input_size), _weights_digest(model))
+    sessions = _sessions.setdefault(model, {})
+    if key not in sessions:
+        folder = Path(tempfile.mkdtemp(prefix="fgvc-backbone-"))
+        try:
+            path = export_module_onnx(model, folder / "backbone.onnx", input_size, name, output_name="features")
+            sessions.clear()  # only the current weights' session is kept
+            sessions[key] = OnnxRuntimeModel(path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the session holds the graph in memory
+    return sessions[key]
+
+
+def _use_onnx(engine: str, device: torch.device, count: int) -> bool:
+    if engine not in FEATURE_ENGINES:
+        raise ValueError(f"feature engine {engine!r}: choose from {FEATURE_ENGINES}")
+    if engine != "auto":
+        return engine == "onnx"
+    return device.type == "cpu" and count >= ONNX_FROM_IMAGES and importlib.util.find_spec("onnxruntime") is not None
+
+
 @torch.no_grad()
 def extract_features(model: nn.Module, images: ImageList, transform: Callable, batch_size: int,
-                     num_workers: int = 0, views: int = 0, seed: int = 0, device: Optional[torch.device] = None
-                     ) -> torch.Tensor:
-    """Inputs of the classifier for every image: (N, D), or (views, N, D) for augmented views."""
+                     num_workers: int = 0, views: int = 0, seed: int = 0, device: Optional[torch.device] = None,
+                     engine: str = "auto", channels_last: Optional[bool] = None) -> torch.Tensor:
+    """Inputs of the classifier for every image: (N, D), or (views, N, D) for augmented views.
+
+    ``engine``: torch (channels_last when the network is mostly convolutions, or as ``channels_last``
+    says), onnx (ONNX Runtime, CPU), or auto: onnx on the CPU for ``ONNX_FROM_IMAGES`` images or more,
+    falling back to torch if the network does not export. Engines agree to float rounding."""
     device = device or next(model.parameters()).device
     name = classifier_name(model)
     parent_name, _, child = name.rpartition(".")
@@ -110,14 +157,27 @@ def extract_features(model: nn.Module, images: ImageList, transform: Callable, b
     setattr(parent, child, nn.Identity())
     model.eval()
     try:
+        use_onnx = _use_onnx(engine, device, len(images) * max(1, views))
         passes = []
-        for view in range(max(1, views)):
-            dataset = SeededImageDataset(images, transform, seed=seed * 1000 + view)
-            keys = [(view, i) for i in range(len(images))]
-            loader = DataLoader(torch.utils.data.Subset(dataset, keys) if views else dataset, batch_size=batch_size,
-                                shuffle=False, num_workers=num_workers)
-            label = f"features of {len(images)} images" + (f" (view {view + 1}/{views})" if views else "")
-            passes.append(torch.cat([model(batch.to(device)).float().cpu() for batch, _ in track(loader, label)]))
+        with inference_layout(model, False if use_onnx else channels_last) as nhwc:
+            for view in range(max(1, views)):
+                dataset = SeededImageDataset(images, transform, seed=seed * 1000 + view)
+                keys = [(view, i) for i in range(len(images))]
+                loader = DataLoader(torch.utils.data.Subset(dataset, keys) if views else dataset,
+                                    batch_size=batch_size, shuffle=False, num_workers=num_workers)
+                label = f"features of {len(images)} images" + (f" (view {view + 1}/{views})" if views else "")
+                rows = []
+                for batch, _ in track(loader, label):
+                    if use_onnx:
+                        try:
+                            rows.append(onnx_backbone(model, tuple(batch.shape[1:]))(batch).float())
+                            continue
+                        except FgvcError:
+                            if engine == "onnx":
+                                raise
+                            use_onnx = False  # auto: this network does not export; torch it is
+                    rows.append(model(to_layout(batch.to(device), nhwc)).float().cpu())
+                passes.append(torch.cat(rows))
         return torch.stack(passes) if views else passes[0]
     finally:
         setattr(parent, child, head)

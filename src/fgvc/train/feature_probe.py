@@ -208,7 +208,7 @@ class ProbeFeatures:
         def compute(todo=images):
             model = self.backbone()
             tensor = extract_features(model, todo, transform, cfg.eval.batch_size, cfg.data.num_workers, count,
-                                      cfg.data.split_seed)
+                                      cfg.data.split_seed, engine=cfg.strategy.feature_engine)
             return tensor, {"backbone_params": count_parameters(model)[0] - _head_params(model)}
 
         if count == 0:  # plain features are the image's alone: kept per image, whatever the split
