@@ -17,6 +17,7 @@ from fgvc.config.schema import (
     ModelConfig,
     OptimConfig,
     OutputConfig,
+    PipelineConfig,
     ScheduleConfig,
     StrategyConfig,
     SyntheticConfig,
@@ -28,7 +29,7 @@ from fgvc.config.section import Section
 __all__ = [
     "AUTO_AUGMENT_ALIASES", "LABEL_CHOICES", "CsvConfig", "DataConfig", "DatasetName", "DiffusionConfig",
     "EvalConfig", "ExecutorConfig", "ExperimentConfig", "GanConfig", "LossConfig", "MixupConfig", "ModelConfig", "OptimConfig",
-    "OutputConfig", "ScheduleConfig", "Section", "StableDiffusionConfig", "StrategyConfig", "SyntheticConfig",
+    "OutputConfig", "PipelineConfig", "ScheduleConfig", "Section", "StableDiffusionConfig", "StrategyConfig", "SyntheticConfig",
     "TrainConfig", "TransformConfig", "apply_overrides", "load_config", "parse_override", "read_yaml",
     "validate_config",
 ]

@@ -332,13 +332,27 @@ class LossConfig(Section):
         "none", description="balanced: n / (k * count) per class; sqrt: its square root (milder)")
 
 
+class PipelineConfig(Section):
+    """Pipeline parallelism: the model cut into sequential stages on separate devices/processes."""
+
+    stages: int = Field(2, ge=1, description="pipeline stages (processes or devices), each a run of blocks")
+    microbatches: int = Field(4, ge=1, description="micro-batches each batch is split into; more: a smaller bubble")
+    schedule: Literal["gpipe", "1f1b"] = Field(
+        "1f1b", description="gpipe: all forwards, then all backwards; 1f1b: interleaved, fewer activations held")
+    split: Union[Literal["balanced", "equal"], list[int]] = Field(
+        "balanced", description="where stages are cut: balanced (measured, slowest stage minimised), equal "
+                                "(same number of blocks), or explicit cut points (block indices)")
+    memory_limit_gb: Optional[float] = Field(None, gt=0, description="balanced: memory per stage it must fit "
+                                                                     "(parameters, gradients, optimizer state, "
+                                                                     "activations in flight); null: no limit")
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="passes over the training split")
     batch_size: int = Field(32, ge=1, description="images per training step (per device)")
     precision: Literal["32", "16-mixed", "bf16-mixed"] = Field("32", description="32, 16-mixed (GPU) or bf16-mixed")
     accumulate_grad_batches: int = Field(1, ge=1,
         description="steps whose gradients are summed before each optimizer step")
-
     gradient_clip_val: Optional[float] = Field(None, gt=0,
         description="clip the gradient norm to this value (None: off)")
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field("auto", description="auto, cpu, gpu/cuda or mps")
@@ -366,6 +380,16 @@ class TrainConfig(Section):
         description="train on only this many batches (int) or fraction (float) per epoch: for quick checks")
     limit_val_batches: Optional[Union[int, float]] = Field(None,
         description="validate on only this many batches or this fraction")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig,
+                                     description="pipeline parallelism (fgvc pipeline plan)")
+
+    @field_validator("strategy")
+    @classmethod
+    def _pipeline_not_yet(cls, value: str) -> str:
+        if value == "pipeline":
+            raise ValueError("train.strategy: pipeline is not implemented yet: `fgvc pipeline plan CONFIG` "
+                             "measures and balances the stages; train with auto, ddp or fsdp meanwhile")
+        return value
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -30,11 +30,11 @@ def plot_members(table: dict, member_values: dict[str, dict], split: str, out: P
         axis.scatter([spread[k] for k in range(len(points))], [v for _, v in points], color="#4c72b0", zorder=3,
                      label="members")
         d = table[metric]
-        if d.get("ci_low") is not None:
-            axis.errorbar([0.45], [d["mean"]], yerr=[[d["mean"] - d["ci_low"]], [d["ci_high"] - d["mean"]]],
-                          fmt="s", color="#c44e52", capsize=6, label=f"mean, {int(100 * d['confidence'])}% CI")
-        else:
-            axis.scatter([0.45], [d["mean"]], marker="s", color="#c44e52", label="mean")
+        if d.get("ci_low") is not None:  # drawn as a line: a CI need not be symmetric or hold the mean
+            axis.vlines([0.45], d["ci_low"], d["ci_high"], color="#c44e52", linewidth=2,
+                        label=f"{int(100 * d['confidence'])}% CI")
+            axis.hlines([d["ci_low"], d["ci_high"]], 0.38, 0.52, color="#c44e52", linewidth=2)
+        axis.scatter([0.45], [d["mean"]], marker="s", color="#c44e52", zorder=4, label="mean")
         axis.set_xlim(-0.5, 0.8)
         axis.set_xticks([])
         axis.set_title(metric, fontsize=10)
