@@ -74,7 +74,3 @@ def test_plan_measures_a_real_model_and_the_cli_writes_it(tmp_path, colour_data)
     too_many = runner.invoke(app, ["pipeline", "plan", str(tmp_path / "exp.yaml"), *args, "--stages", "99"])
     assert too_many.exit_code == 2 and "99 pipeline stages for a model of" in too_many.output
 
-
-def test_training_with_a_pipeline_is_refused_clearly_until_it_exists():
-    with pytest.raises(ConfigError, match="train.strategy: pipeline is not implemented yet"):
-        load_config(None, ["train.strategy=pipeline"])

@@ -358,7 +358,8 @@ class TrainConfig(Section):
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field("auto", description="auto, cpu, gpu/cuda or mps")
     devices: Union[int, Literal["auto"]] = Field("auto", description="devices per node (auto: all that are visible)")
     num_nodes: int = Field(1, ge=1, description="machines in a multi-node run")
-    strategy: str = Field("auto", description="Lightning distribution strategy: auto, ddp, fsdp, ...")
+    strategy: str = Field("auto", description="Lightning distribution strategy: auto, ddp, fsdp, ...; or "
+                                              "pipeline: the model cut into train.pipeline.stages processes")
     channels_last: bool = Field(False, description="NHWC memory layout for CNNs (faster on GPUs and some CPUs)")
     compile: bool = Field(False, description="torch.compile the model")
     ema_decay: Optional[float] = Field(None, gt=0, lt=1,
@@ -382,14 +383,6 @@ class TrainConfig(Section):
         description="validate on only this many batches or this fraction")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig,
                                      description="pipeline parallelism (fgvc pipeline plan)")
-
-    @field_validator("strategy")
-    @classmethod
-    def _pipeline_not_yet(cls, value: str) -> str:
-        if value == "pipeline":
-            raise ValueError("train.strategy: pipeline is not implemented yet: `fgvc pipeline plan CONFIG` "
-                             "measures and balances the stages; train with auto, ddp or fsdp meanwhile")
-        return value
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -469,6 +462,37 @@ class ExperimentConfig(Section):
                 "regression has only its own cross-entropy; loss.class_weights still applies); use loss.name: ce, "
                 "or probe_head: linear for a torch head that trains with any loss"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _pipeline_combinations(self) -> "ExperimentConfig":
+        """What a pipeline run cannot combine with, each named with the setting that conflicts."""
+        t = self.train
+        if t.strategy != "pipeline":
+            return self
+        conflicts = {
+            "data.mixup": self.data.mixup.enabled,
+            "train.ema_decay": t.ema_decay is not None,
+            "train.compile": t.compile,
+            "train.accumulate_grad_batches > 1": t.accumulate_grad_batches > 1,
+            "train.precision other than 32": t.precision != "32",
+            f"strategy.name: {self.strategy.name}": self.strategy.name in ("features", "gradual", "lora"),
+            "schedule.name: plateau": self.schedule.name == "plateau",
+            "optim.l1 / optim.penalty_weight": bool(self.optim.l1 or self.optim.penalty_weight),
+            "train.gradient_clip_val": t.gradient_clip_val is not None,
+            "train.devices > 1 or train.num_nodes > 1 (DDP)": t.devices not in ("auto", 1) or t.num_nodes > 1,
+        }
+        named = [name for name, clash in conflicts.items() if clash]
+        if named:
+            raise ValueError(f"train.strategy: pipeline cannot be combined with {', '.join(named)}; "
+                             "remove it or train with train.strategy: auto")
+        p = t.pipeline
+        if t.batch_size % p.microbatches:
+            raise ValueError(f"train.batch_size ({t.batch_size}) must split into train.pipeline.microbatches "
+                             f"({p.microbatches}) equal micro-batches")
+        if isinstance(p.split, list) and len(p.split) != p.stages - 1:
+            raise ValueError(f"train.pipeline.split lists {len(p.split)} cut points; {p.stages} stages need "
+                             f"{p.stages - 1}")
         return self
 
     @property

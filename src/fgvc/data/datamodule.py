@@ -47,16 +47,16 @@ def seed_everything_quietly(seed: int, devices: bool = False) -> None:
 class EpochSampler(Sampler):
     """Yields (epoch, index) pairs: a (seed, epoch) permutation or the natural order, sharded by rank."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool):
-        self.size, self.seed, self.shuffle = size, seed, shuffle
+    def __init__(self, size: int, seed: int, shuffle: bool, shard: bool = True):
+        self.size, self.seed, self.shuffle, self.shard = size, seed, shuffle, shard
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
         self.epoch = epoch
 
-    @staticmethod
-    def _world() -> tuple[int, int]:
-        if dist.is_available() and dist.is_initialized():
+    def _world(self) -> tuple[int, int]:
+        """(world size, rank) of a data-parallel run; a pipeline's ranks all see the same batches."""
+        if self.shard and dist.is_available() and dist.is_initialized():
             return dist.get_world_size(), dist.get_rank()
         return 1, 0
 

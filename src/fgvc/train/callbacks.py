@@ -95,25 +95,28 @@ class EpochSummary(L.Callback):
         row.update({k: round(v, 6) for k, v in sorted(metrics.items())})
         self.rows.append(row)
         if trainer.is_global_zero:
-            self._write()
-            shown = "  ".join(
-                f"{k} {metrics[k]:.4f}" for k in ("train/loss", "train/top1", "val/loss", "val/top1", "val/f1_macro")
-                if k in metrics
-            )
-            Console(stderr=True).print(  # made here: a stored Console cannot be pickled for ddp_spawn
-                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  lr {row['lr']:.2e}  "
-                f"{row['seconds']:.1f}s", highlight=False, soft_wrap=True,
-            )
+            write_history(self.path, self.rows)
+            print_epoch(trainer.current_epoch, trainer.max_epochs, metrics, row["lr"], row["seconds"])
 
-    def _write(self) -> None:
-        columns: list[str] = []
-        for row in self.rows:
-            columns += [k for k in row if k not in columns]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
+
+def print_epoch(epoch: int, epochs: int, metrics: dict[str, float], lr: float, seconds: float) -> None:
+    """The one line per epoch every fgvc training loop prints ("epoch 2/3  train/loss ...")."""
+    shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in ("train/loss", "train/top1", "val/loss", "val/top1",
+                                                        "val/f1_macro") if k in metrics)
+    Console(stderr=True).print(  # made here: a stored Console cannot be pickled for ddp_spawn
+        f"epoch {epoch + 1}/{epochs}  {shown}  lr {lr:.2e}  {seconds:.1f}s", highlight=False, soft_wrap=True)
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    """history.csv: one row per finished epoch, every column any row has."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 class EpochProgressBar(L.pytorch.callbacks.RichProgressBar):

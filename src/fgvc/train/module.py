@@ -34,12 +34,13 @@ def weight_penalty(model: nn.Module, l1: float, p, weight: float) -> torch.Tenso
     return total
 
 
-def classification_metrics(num_classes: int, prefix: str, top_k: int = 5) -> MetricCollection:
-    """top-1, top-k (left out when k >= the class count: 1.0 by construction) and macro F1."""
-    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-               "f1_macro": MulticlassF1Score(num_classes, average="macro")}
+def classification_metrics(num_classes: int, prefix: str, top_k: int = 5, sync: bool = True) -> MetricCollection:
+    """top-1, top-k (left out when k >= the class count: 1.0 by construction) and macro F1. ``sync``
+    False: computed in this process alone even when a process group exists (a pipeline's rank 0)."""
+    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro", sync_on_compute=sync),
+               "f1_macro": MulticlassF1Score(num_classes, average="macro", sync_on_compute=sync)}
     if 1 < top_k < num_classes:
-        metrics[f"top{top_k}"] = MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
+        metrics[f"top{top_k}"] = MulticlassAccuracy(num_classes, top_k=top_k, average="micro", sync_on_compute=sync)
     return MetricCollection(metrics, prefix=prefix)
 
 

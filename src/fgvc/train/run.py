@@ -144,6 +144,13 @@ def _train(cfg: ExperimentConfig, run_dir: Optional[Path], resume: bool, callbac
 
         folder = RunFolder(run_dir) if run_dir else None
         return RunResult(*train_feature_probe(cfg, folder))
+    if cfg.train.strategy == "pipeline":  # the model cut into stages over several processes
+        from fgvc.train.pipeline_run import train_pipeline
+
+        if resume:
+            raise FgvcError("a pipeline run cannot be resumed yet; start it again (or train with "
+                            "train.strategy: auto to get resumable runs)")
+        return train_pipeline(cfg, RunFolder(run_dir) if run_dir else None, evaluate)
     with stop_on_signals() as stop_request:
         start_epoch, folder = 0, RunFolder(run_dir) if run_dir else None
         if resume:
@@ -191,14 +198,21 @@ def _fit_and_evaluate(cfg: ExperimentConfig, folder: RunFolder, splits: DataSpli
     if not trainer.is_global_zero:
         return RunResult(folder.path)
     train_seconds = time.perf_counter() - started
+    return evaluate_and_finish(cfg, folder, splits, trainer.current_epoch, (total, trainable), weights_report,
+                               train_seconds, evaluate)
 
-    # 4. evaluate the best checkpoint, write the run folder
+
+def evaluate_and_finish(cfg: ExperimentConfig, folder: RunFolder, splits: DataSplits, epochs: int,
+                        parameters: tuple[int, int], weights_report, train_seconds: float,
+                        evaluate: Sequence[str] = ("val", "test")) -> RunResult:
+    """4. Evaluate the best checkpoint, write the weights, metrics, plots, card and report."""
+    total, trainable = parameters
     trained = load_trained(folder.path, RunFolder.BEST)
     export = merge_lora(trained.model)
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in export.state_dict().items()}, folder.weights_file)
-    metrics: dict[str, Any] = {"run_dir": str(folder.path), "seed": cfg.seed, "epochs": trainer.current_epoch,
+    metrics: dict[str, Any] = {"run_dir": str(folder.path), "seed": cfg.seed, "epochs": epochs,
                                "parameters": {"total": total, "trainable": trainable},
                                "weights": str(weights_report) if weights_report else None,
                                "train_seconds": round(train_seconds, 2)}

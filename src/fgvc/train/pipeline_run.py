@@ -1,0 +1,338 @@
+"""One run trained as a pipeline: the network cut into ``train.pipeline.stages`` sequential stages,
+one per process (``torch.distributed.pipelining``: ``PipelineStage`` + ``ScheduleGPipe`` /
+``Schedule1F1B``; gloo on the CPU, NCCL on GPUs). fgvc spawns the processes itself on one machine;
+under ``torchrun`` (several machines or GPUs) every rank runs ``fgvc train`` and rank 0 owns the folder.
+
+Every process builds the whole network from the config and the seed, so all start from the same
+weights; each trains only its stage's blocks with its own optimizer. Rank 0 feeds the images, the
+last rank computes the loss. After each epoch the stages' weights are gathered on rank 0, which
+validates the whole model, writes history.csv and Lightning-format checkpoints that load back into
+the whole model, so the run folder is the same as any run's. Batches that do not fill
+``train.batch_size`` are dropped (the micro-batches must have equal shapes); BatchNorm sees
+micro-batches, so a ViT (LayerNorm) matches a single-process run, a ResNet only closely.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fgvc.config import ExperimentConfig
+from fgvc.data import load_data
+from fgvc.data.datamodule import EpochSampler, SeededImageDataset
+from fgvc.data.transforms import build_transform, resolve_normalization
+from fgvc.errors import FgvcError, NonFiniteLossError
+from fgvc.models.assembly import build_network
+from fgvc.models.pipeline_split import build_stages, equal_cuts, split_into_pieces
+from fgvc.models.strategies import count_parameters, set_norm_modes
+from fgvc.runfolder import RunFolder
+from fgvc.train.callbacks import print_epoch, write_history
+from fgvc.train.losses import build_loss
+from fgvc.train.module import classification_metrics
+from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
+
+NO_RESUME = "a pipeline run cannot be resumed yet: start it again"
+
+
+def choose_cuts(cfg: ExperimentConfig, num_classes: int) -> list[int]:
+    """The configured split's cut points; ``balanced`` measures the blocks first (fgvc pipeline plan)."""
+    p = cfg.train.pipeline
+    model, _ = build_network(cfg, num_classes, pretrained=False)
+    count = len(split_into_pieces(model))
+    if p.split == "equal":
+        return equal_cuts(count, p.stages)
+    if isinstance(p.split, list):
+        if sorted(set(p.split)) != list(p.split) or p.split[0] < 1 or p.split[-1] >= count:
+            raise FgvcError(f"train.pipeline.split {p.split}: cut points must rise strictly inside 1..{count - 1} "
+                            f"(the model has {count} blocks)")
+        return list(p.split)
+    from fgvc.train.pipeline_plan import plan_pipeline
+
+    return plan_pipeline(cfg, repeats=2, num_classes=num_classes)["balanced"]["cuts"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_pipeline(cfg: ExperimentConfig, folder: Optional[RunFolder] = None,
+                   evaluate: Sequence[str] = ("val", "test")):
+    """Train ``cfg`` as a pipeline and evaluate it like any run (see the module docstring)."""
+    from fgvc.train.run import RunResult, evaluate_and_finish
+
+    splits = load_data(cfg.data)
+    model, weights_report = build_network(cfg, splits.num_classes)  # a bad model fails before a folder exists
+    parameters = count_parameters(model)
+    stages = cfg.train.pipeline.stages
+    cuts = choose_cuts(cfg, splits.num_classes)
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # started by torchrun: this process is one rank
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        if world != stages:
+            raise FgvcError(f"torchrun started {world} processes for train.pipeline.stages={stages}: "
+                            f"use --nproc-per-node {stages} (times the nodes)")
+        _init(cfg, rank, world, None)
+        path = [str((folder or RunFolder.claim(cfg.run_dir)).path)] if rank == 0 else [None]
+        dist.broadcast_object_list(path, src=0)
+        folder = RunFolder(path[0])
+        if rank == 0:
+            folder.write_header(cfg.to_yaml(), splits.class_names)
+        started = time.perf_counter()
+        epochs = _train_stage(cfg, rank, world, folder, cuts)
+        dist.destroy_process_group()
+        if rank:
+            return RunResult(folder.path)
+        return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
+                                   time.perf_counter() - started, evaluate)
+    from fgvc.train.recorded import recorded
+    from fgvc.train.stopping import stop_on_signals
+
+    folder = folder or RunFolder.claim(cfg.run_dir)
+    with stop_on_signals() as stop_request, recorded(folder, stop_request, NO_RESUME):
+        folder.write_header(cfg.to_yaml(), splits.class_names)
+        started = time.perf_counter()
+        _spawn(cfg, stages, folder, cuts)
+        epochs = len(folder.history_file.read_text().strip().splitlines()) - 1
+        return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
+                                   time.perf_counter() - started, evaluate)
+
+
+def _spawn(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: list[int]) -> None:
+    import torch.multiprocessing as mp
+
+    port = _free_port()
+    try:
+        mp.start_processes(_spawned, args=(world, cfg, str(folder.path), cuts, port), nprocs=world,
+                           start_method="spawn")
+    except mp.ProcessRaisedException as exc:  # the stage's own error, without the traceback
+        lines = [line for line in str(exc).strip().splitlines()
+                 if re.match(r"^[\w.]+(Error|Exception|Interrupt): ", line)]
+        last = lines[-1] if lines else str(exc).strip().splitlines()[-1]
+        name, _, message = last.partition(": ")
+        if name.endswith("NonFiniteLossError"):
+            raise NonFiniteLossError(message) from None
+        raise FgvcError(f"a pipeline stage failed: {message or last}") from None
+    except mp.ProcessExitedException as exc:  # killed, or died before it could say why
+        raise FgvcError(f"a pipeline stage ended early ({exc}); a script that trains a pipeline needs "
+                        "`if __name__ == '__main__':` around its code (processes are spawned)") from None
+
+
+def _spawned(rank: int, world: int, cfg: ExperimentConfig, folder: str, cuts: list[int], port: int) -> None:
+    _init(cfg, rank, world, port)
+    try:
+        _train_stage(cfg, rank, world, RunFolder(folder), cuts)
+    finally:
+        dist.destroy_process_group()
+
+
+def _init(cfg: ExperimentConfig, rank: int, world: int, port: Optional[int]) -> None:
+    from fgvc.train.run import quiet_lightning
+
+    quiet_lightning()
+    if port is not None:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // world))
+    backend = "nccl" if _device(rank).type == "cuda" else "gloo"
+    dist.init_process_group(backend, rank=rank, world_size=world)
+
+
+def _device(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+class FrozenStage(nn.Module):
+    """A stage with nothing to train and no gradient to pass on: its forward builds no graph and its
+    output is a fresh leaf, so the schedule's backward does no work here (frozen transfer blocks)."""
+
+    def __init__(self, stage: nn.Module):
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = self.stage(x)
+        return out.requires_grad_(True)
+
+
+@torch.no_grad()
+def _stage_examples(stages: Sequence[nn.Module], rank: int, cfg: ExperimentConfig, device: torch.device):
+    """A micro-batch's input and output of stage ``rank`` (shapes and dtypes only): static shapes, so
+    no stage has to infer them from its neighbours at run time."""
+    microbatch = cfg.train.batch_size // cfg.train.pipeline.microbatches
+    size = cfg.data.transforms.crop
+    x = torch.zeros(microbatch, 3, size, size, device=device)
+    training = [s.training for s in stages]
+    for s in stages[:rank]:
+        s.eval()
+        x = s(x)
+    stage = stages[rank].eval()
+    out = stage(x)
+    for s, mode in zip(stages, training):
+        s.train(mode)
+    return x, out
+
+
+def _owned_names(model: nn.Module, stage: nn.Module) -> list[str]:
+    """The whole model's state_dict keys whose tensors this stage holds."""
+    ids = {id(t) for t in (*stage.parameters(), *stage.buffers())}
+    return [name for name, t in model.state_dict(keep_vars=True).items() if id(t) in ids]
+
+
+def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder, cuts: list[int]) -> int:
+    """This rank's part of every epoch; rank 0 also validates and writes history and checkpoints.
+    Returns the number of epochs trained."""
+    from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+
+    device = _device(rank)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    splits = load_data(cfg.data)
+    model, _ = build_network(cfg, splits.num_classes)  # the same seed: the same weights in every process
+    stages = build_stages(split_into_pieces(model), cuts)
+    stage = stages[rank]
+    trainable_here = any(p.requires_grad for p in stage.parameters())
+    # A frozen first stage runs without a graph. Later stages always pass a gradient back (the schedule's
+    # messages are fixed), so only the first stage can skip its backward.
+    runner = FrozenStage(stage) if rank == 0 and not trainable_here else stage
+    model.to(device)
+    p, last = cfg.train.pipeline, rank == world - 1
+    loss_fn = build_loss(cfg.loss, splits.train.class_counts()).to(device)
+    schedule_type = ScheduleGPipe if p.schedule == "gpipe" else Schedule1F1B
+    example_in, example_out = _stage_examples(stages, rank, cfg, device)
+    # the metadata says which activations carry gradients: every stage's output, every received input
+    example_in.requires_grad_(bool(rank))
+    example_out.requires_grad_(True)
+    # static shapes: what flows forward, and the gradients that flow back (none into the images)
+    pipeline_stage = PipelineStage(runner, rank, world, device, input_args=example_in, output_args=example_out,
+                                   input_grads=example_in if rank else None,
+                                   output_grads=None if last else example_out)
+    # every rank gets the loss: a schedule without one runs forward only (the last stage computes it)
+    schedule = schedule_type(pipeline_stage, p.microbatches, loss_fn=loss_fn)
+    owned = {id(q) for q in stage.parameters()}
+    groups = [dict(g, params=[q for q in g["params"] if id(q) in owned])
+              for g in build_param_groups(model, cfg.optim, cfg.strategy)]
+    groups = [g for g in groups if g["params"]]
+    optimizer = build_optimizer(groups, cfg.optim) if groups else None
+    batches_per_epoch = len(splits.train) // cfg.train.batch_size
+    if batches_per_epoch == 0:
+        raise FgvcError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training split "
+                        f"({len(splits.train)} images): a pipeline drops incomplete batches")
+    scheduler = (build_scheduler(optimizer, cfg.schedule, cfg.train.epochs, batches_per_epoch, cfg.train.monitor)
+                 if optimizer else None)
+    norm = resolve_normalization(cfg.data.transforms, cfg.model)
+    dataset = SeededImageDataset(splits.train, build_transform(cfg.data.transforms, norm, train=True), cfg.seed)
+    names = _owned_names(model, stage)
+    rows: list[dict] = []
+    best: Optional[float] = None
+    monitor, higher = cfg.train.monitor, "loss" not in cfg.train.monitor
+    for epoch in range(cfg.train.epochs):
+        started = time.perf_counter()
+        sampler = EpochSampler(len(splits.train), cfg.seed, shuffle=True, shard=False)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        batches = [order[i:i + cfg.train.batch_size] for i in range(0, batches_per_epoch * cfg.train.batch_size,
+                                                                    cfg.train.batch_size)]
+        loader = (torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=cfg.data.num_workers)
+                  if rank == 0 else [None] * len(batches))
+        model.train()
+        if cfg.strategy.freeze_bn:
+            set_norm_modes(model)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step, (batch, keys) in enumerate(zip(loader, batches)):
+            if optimizer:
+                optimizer.zero_grad(set_to_none=True)
+            if rank == 0:
+                schedule.step(batch[0].to(device))
+            elif last:
+                targets = torch.as_tensor([int(splits.train.labels[i]) for _, i in keys], device=device)
+                losses: list[torch.Tensor] = []
+                logits = schedule.step(target=targets, losses=losses)
+                loss = torch.stack([x.detach().float() for x in losses]).mean()
+                loss_sum += float(loss) * len(keys)
+                correct += int((logits.argmax(-1) == targets).sum()) if logits is not None else 0
+                seen += len(keys)
+            else:
+                schedule.step()
+            finite = torch.tensor([1.0 if not last or math.isfinite(float(loss)) else 0.0])
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # every stage stops together on a NaN loss
+            if finite.item() == 0:
+                raise NonFiniteLossError(f"training loss is nan or inf at epoch {epoch}, batch {step}")
+            if optimizer:
+                optimizer.step()
+            if scheduler and isinstance(scheduler["scheduler"], torch.optim.lr_scheduler.LRScheduler):
+                scheduler["scheduler"].step()  # onecycle: torch's, per step
+            elif scheduler:  # timm's, stepped the way the Lightning module steps it
+                step_timm_scheduler(scheduler["scheduler"], scheduler["interval"], epoch * len(batches) + step + 1,
+                                    epoch)
+        train_stats = [None]
+        if last:
+            train_stats = [{"train/loss": loss_sum / max(1, seen), "train/top1": correct / max(1, seen),
+                            "lr": optimizer.param_groups[-1]["lr"] if optimizer else 0.0}]
+        dist.broadcast_object_list(train_stats, src=world - 1)
+        state = {name: t.detach().cpu() for name, t in model.state_dict().items() if name in names}
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(state, gathered, dst=0)
+        if rank == 0:
+            merged = {k: v for part in gathered for k, v in part.items()}
+            model.load_state_dict(merged, strict=False)
+            lr = train_stats[0].pop("lr")  # the head's, which the last stage always trains
+            metrics = {**train_stats[0], **_validate(model, cfg, splits, loss_fn, device)}
+            rows.append({"epoch": epoch, "seconds": round(time.perf_counter() - started, 3), "lr": lr,
+                         **{k: round(v, 6) for k, v in sorted(metrics.items())}})
+            write_history(folder.history_file, rows)
+            print_epoch(epoch, cfg.train.epochs, metrics, lr, rows[-1]["seconds"])
+            value = metrics.get(monitor, metrics["train/loss"])
+            improved = best is None or (value > best if higher else value < best)
+            _save(model, folder, epoch, len(batches) * (epoch + 1), improved)
+            best = value if improved else best
+        dist.barrier()
+    return cfg.train.epochs
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, cfg: ExperimentConfig, splits, loss_fn, device) -> dict[str, float]:
+    """val/loss, val/top1, val/f1_macro (and top-k) of the whole model, on rank 0."""
+    if splits.val is None or not len(splits.val):
+        return {}
+    norm = resolve_normalization(cfg.data.transforms, cfg.model)
+    loader = torch.utils.data.DataLoader(
+        SeededImageDataset(splits.val, build_transform(cfg.data.transforms, norm, train=False), cfg.seed),
+        batch_size=cfg.eval.batch_size, sampler=EpochSampler(len(splits.val), cfg.seed, shuffle=False, shard=False),
+        num_workers=cfg.data.num_workers)
+    # rank 0 alone: the other stages must not be asked to join a metric's sync
+    metrics = classification_metrics(splits.num_classes, "val/", cfg.eval.top_k, sync=False).to(device)
+    was_training = model.training
+    model.eval()
+    loss_sum, count = 0.0, 0
+    for images, targets in loader:
+        images, targets = images.to(device), targets.to(device)
+        logits = model(images)
+        loss_sum += float(loss_fn(logits, targets)) * len(targets)
+        count += len(targets)
+        metrics.update(logits, targets)
+    model.train(was_training)
+    return {"val/loss": loss_sum / max(1, count), **{k: float(v) for k, v in metrics.compute().items()}}
+
+
+def _save(model: nn.Module, folder: RunFolder, epoch: int, global_step: int, best: bool) -> None:
+    """last.ckpt (and best.ckpt) in Lightning's layout: state_dict keys prefixed ``model.``."""
+    checkpoint: dict[str, Any] = {"epoch": epoch, "global_step": global_step,
+                                  "state_dict": {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
+                                  "pipeline": True}
+    folder.checkpoints.mkdir(parents=True, exist_ok=True)
+    for which in ([RunFolder.LAST, RunFolder.BEST] if best else [RunFolder.LAST]):
+        partial = Path(f"{folder.checkpoint(which)}.tmp")
+        torch.save(checkpoint, partial)
+        partial.replace(folder.checkpoint(which))  # atomic: a killed run never leaves half a checkpoint
