@@ -9,7 +9,9 @@ last rank computes the loss. After each epoch the stages' weights are gathered o
 validates the whole model, writes history.csv and Lightning-format checkpoints that load back into
 the whole model, so the run folder is the same as any run's. Batches that do not fill
 ``train.batch_size`` are dropped (the micro-batches must have equal shapes); BatchNorm sees
-micro-batches, so a ViT (LayerNorm) matches a single-process run, a ResNet only closely.
+micro-batches, so a ViT (LayerNorm) matches a single-process run, a ResNet only closely. Each stage's
+blocks live on its own device; validation and the final evaluation run the whole model on rank 0's
+device, so the whole model must still fit there (evaluating through the pipeline is not done yet).
 """
 
 from __future__ import annotations
@@ -191,40 +193,45 @@ def _owned_names(model: nn.Module, stage: nn.Module) -> list[str]:
     return [name for name, t in model.state_dict(keep_vars=True).items() if id(t) in ids]
 
 
-def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder, cuts: list[int]) -> int:
-    """This rank's part of every epoch; rank 0 also validates and writes history and checkpoints.
-    Returns the number of epochs trained."""
+def build_rank(cfg: ExperimentConfig, model: nn.Module, cuts: Sequence[int], rank: int, world: int,
+               device: torch.device, loss_fn: nn.Module):
+    """This rank's (schedule, stage, optimizer or None) for ``model`` cut at ``cuts``."""
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
-    device = _device(rank)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    splits = load_data(cfg.data)
-    model, _ = build_network(cfg, splits.num_classes)  # the same seed: the same weights in every process
     stages = build_stages(split_into_pieces(model), cuts)
     stage = stages[rank]
-    trainable_here = any(p.requires_grad for p in stage.parameters())
     # A frozen first stage runs without a graph. Later stages always pass a gradient back (the schedule's
     # messages are fixed), so only the first stage can skip its backward.
-    runner = FrozenStage(stage) if rank == 0 and not trainable_here else stage
-    model.to(device)
-    p, last = cfg.train.pipeline, rank == world - 1
-    loss_fn = build_loss(cfg.loss, splits.train.class_counts()).to(device)
-    schedule_type = ScheduleGPipe if p.schedule == "gpipe" else Schedule1F1B
-    example_in, example_out = _stage_examples(stages, rank, cfg, device)
+    runner = FrozenStage(stage) if rank == 0 and not any(p.requires_grad for p in stage.parameters()) else stage
+    stage.to(device)  # only this stage's blocks: the others stay in host memory
+    example_in, example_out = (t.to(device) for t in _stage_examples(stages, rank, cfg, torch.device("cpu")))
     # the metadata says which activations carry gradients: every stage's output, every received input
     example_in.requires_grad_(bool(rank))
     example_out.requires_grad_(True)
     # static shapes: what flows forward, and the gradients that flow back (none into the images)
     pipeline_stage = PipelineStage(runner, rank, world, device, input_args=example_in, output_args=example_out,
                                    input_grads=example_in if rank else None,
-                                   output_grads=None if last else example_out)
+                                   output_grads=None if rank == world - 1 else example_out)
     # every rank gets the loss: a schedule without one runs forward only (the last stage computes it)
-    schedule = schedule_type(pipeline_stage, p.microbatches, loss_fn=loss_fn)
+    schedule_type = ScheduleGPipe if cfg.train.pipeline.schedule == "gpipe" else Schedule1F1B
+    schedule = schedule_type(pipeline_stage, cfg.train.pipeline.microbatches, loss_fn=loss_fn)
     owned = {id(q) for q in stage.parameters()}
     groups = [dict(g, params=[q for q in g["params"] if id(q) in owned])
               for g in build_param_groups(model, cfg.optim, cfg.strategy)]
     groups = [g for g in groups if g["params"]]
-    optimizer = build_optimizer(groups, cfg.optim) if groups else None
+    return schedule, stage, build_optimizer(groups, cfg.optim) if groups else None
+
+
+def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder, cuts: list[int]) -> int:
+    """This rank's part of every epoch; rank 0 also validates and writes history and checkpoints.
+    Returns the number of epochs trained."""
+    device = _device(rank)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    splits = load_data(cfg.data)
+    model, _ = build_network(cfg, splits.num_classes)  # the same seed: the same weights in every process
+    loss_fn = build_loss(cfg.loss, splits.train.class_counts()).to(device)
+    schedule, stage, optimizer = build_rank(cfg, model, cuts, rank, world, device, loss_fn)
+    last = rank == world - 1
     batches_per_epoch = len(splits.train) // cfg.train.batch_size
     if batches_per_epoch == 0:
         raise FgvcError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training split "
@@ -313,6 +320,7 @@ def _validate(model: nn.Module, cfg: ExperimentConfig, splits, loss_fn, device) 
         num_workers=cfg.data.num_workers)
     # rank 0 alone: the other stages must not be asked to join a metric's sync
     metrics = classification_metrics(splits.num_classes, "val/", cfg.eval.top_k, sync=False).to(device)
+    model.to(device)  # rank 0 validates the whole model (it must fit one device; see the module docstring)
     was_training = model.training
     model.eval()
     loss_sum, count = 0.0, 0
