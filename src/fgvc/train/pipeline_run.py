@@ -72,34 +72,38 @@ def _free_port() -> int:
 def train_pipeline(cfg: ExperimentConfig, folder: Optional[RunFolder] = None,
                    evaluate: Sequence[str] = ("val", "test")):
     """Train ``cfg`` as a pipeline and evaluate it like any run (see the module docstring)."""
+    from fgvc.train.recorded import recorded
     from fgvc.train.run import RunResult, evaluate_and_finish
+    from fgvc.train.stopping import StopRequest, stop_on_signals
 
     splits = load_data(cfg.data)
     model, weights_report = build_network(cfg, splits.num_classes)  # a bad model fails before a folder exists
     parameters = count_parameters(model)
     stages = cfg.train.pipeline.stages
-    cuts = choose_cuts(cfg, splits.num_classes)
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # started by torchrun: this process is one rank
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         if world != stages:
             raise FgvcError(f"torchrun started {world} processes for train.pipeline.stages={stages}: "
                             f"use --nproc-per-node {stages} (times the nodes)")
         _init(cfg, rank, world, None)
-        path = [str((folder or RunFolder.claim(cfg.run_dir)).path)] if rank == 0 else [None]
-        dist.broadcast_object_list(path, src=0)
-        folder = RunFolder(path[0])
-        if rank == 0:
-            folder.write_header(cfg.to_yaml(), splits.class_names)
-        started = time.perf_counter()
-        epochs = _train_stage(cfg, rank, world, folder, cuts)
-        dist.destroy_process_group()
+        # rank 0 measures the split and claims the folder; every rank must use the same ones
+        shared = [choose_cuts(cfg, splits.num_classes), str((folder or RunFolder.claim(cfg.run_dir)).path)] \
+            if rank == 0 else [None, None]
+        dist.broadcast_object_list(shared, src=0)
+        cuts, folder = shared[0], RunFolder(shared[1])
         if rank:
+            _train_stage(cfg, rank, world, folder, cuts)
+            dist.destroy_process_group()
             return RunResult(folder.path)
-        return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
-                                   time.perf_counter() - started, evaluate)
-    from fgvc.train.recorded import recorded
-    from fgvc.train.stopping import stop_on_signals
+        with recorded(folder, StopRequest(), NO_RESUME):  # rank 0 keeps run.json and the lock
+            folder.write_header(cfg.to_yaml(), splits.class_names)
+            started = time.perf_counter()
+            epochs = _train_stage(cfg, rank, world, folder, cuts)
+            dist.destroy_process_group()
+            return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
+                                       time.perf_counter() - started, evaluate)
 
+    cuts = choose_cuts(cfg, splits.num_classes)
     folder = folder or RunFolder.claim(cfg.run_dir)
     with stop_on_signals() as stop_request, recorded(folder, stop_request, NO_RESUME):
         folder.write_header(cfg.to_yaml(), splits.class_names)
