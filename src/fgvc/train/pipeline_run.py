@@ -46,10 +46,10 @@ from fgvc.train.optim import build_optimizer, build_param_groups, build_schedule
 NO_RESUME = "a pipeline run cannot be resumed yet: start it again"
 
 
-def choose_cuts(cfg: ExperimentConfig, num_classes: int) -> list[int]:
-    """The configured split's cut points; ``balanced`` measures the blocks first (fgvc pipeline plan)."""
+def choose_cuts(cfg: ExperimentConfig, model: nn.Module, num_classes: int) -> list[int]:
+    """The configured split's cut points for ``model``; ``balanced`` measures its blocks first (fgvc
+    pipeline plan)."""
     p = cfg.train.pipeline
-    model, _ = build_network(cfg, num_classes, pretrained=False)
     count = len(split_into_pieces(model))
     if p.split == "equal":
         return equal_cuts(count, p.stages)
@@ -87,7 +87,7 @@ def train_pipeline(cfg: ExperimentConfig, folder: Optional[RunFolder] = None,
                             f"use --nproc-per-node {stages} (times the nodes)")
         _init(cfg, rank, world, None)
         # rank 0 measures the split and claims the folder; every rank must use the same ones
-        shared = [choose_cuts(cfg, splits.num_classes), str((folder or RunFolder.claim(cfg.run_dir)).path)] \
+        shared = [choose_cuts(cfg, model, splits.num_classes), str((folder or RunFolder.claim(cfg.run_dir)).path)] \
             if rank == 0 else [None, None]
         dist.broadcast_object_list(shared, src=0)
         cuts, folder = shared[0], RunFolder(shared[1])
@@ -103,7 +103,7 @@ def train_pipeline(cfg: ExperimentConfig, folder: Optional[RunFolder] = None,
             return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
                                        time.perf_counter() - started, evaluate)
 
-    cuts = choose_cuts(cfg, splits.num_classes)
+    cuts = choose_cuts(cfg, model, splits.num_classes)
     folder = folder or RunFolder.claim(cfg.run_dir)
     with stop_on_signals() as stop_request, recorded(folder, stop_request, NO_RESUME):
         folder.write_header(cfg.to_yaml(), splits.class_names)
