@@ -46,7 +46,4 @@ def test_bars_on_a_terminal_count_epochs_like_the_log(tiny_overrides, tmp_path):
     (tmp_path / "exp.yaml").write_text("{}\n")
     trained = in_a_terminal(["train", "exp.yaml", *sets], tmp_path)
     assert "epoch 2/2" in trained and "Epoch 1/1" not in trained and "Epoch 0" not in trained
-    run_dir = next(o for o in tiny_overrides if o.startswith("output.dir=")).split("=", 1)[1] + "/run"
-    images = next(o for o in tiny_overrides if o.startswith("data.test_root=")).split("=", 1)[1]
-    predicted = in_a_terminal(["predict", run_dir, images + "/red", images + "/blue", images + "/green"], tmp_path)
-    assert "predicting 12 images" in predicted
+    assert "predicting 12 images" in trained  # the evaluation after training: eval's and predict's bar
