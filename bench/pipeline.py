@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -71,9 +70,9 @@ def _worker(rank, world, cfg, cuts, port, steps, out):
 def pipeline_speed(cfg, cuts, steps) -> float:
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from fgvc.train.pipeline_run import free_port
+
+    port = free_port()
     with tempfile.NamedTemporaryFile(suffix=".txt") as out:
         mp.start_processes(_worker, args=(2, cfg, cuts, port, steps, out.name), nprocs=2, start_method="spawn")
         return float(Path(out.name).read_text())

@@ -63,7 +63,8 @@ def choose_cuts(cfg: ExperimentConfig, model: nn.Module, num_classes: int) -> li
     return plan_pipeline(cfg, repeats=2, num_classes=num_classes)["balanced"]["cuts"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (the stages' rendezvous)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -117,7 +118,7 @@ def train_pipeline(cfg: ExperimentConfig, folder: Optional[RunFolder] = None,
 def _spawn(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: list[int]) -> None:
     import torch.multiprocessing as mp
 
-    port = _free_port()
+    port = free_port()
     try:
         mp.start_processes(_spawned, args=(world, cfg, str(folder.path), cuts, port), nprocs=world,
                            start_method="spawn")
