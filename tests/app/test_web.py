@@ -13,7 +13,6 @@ from fgvc.app.answers import Demo, results_html
 from fgvc.cli import app
 from fgvc.config import load_config
 from fgvc.data.sources.elpv import packaged_root
-from fgvc.errors import DataError
 from fgvc.evaluate.runs import images_to_predict
 from fgvc.train.run import train
 
@@ -34,8 +33,8 @@ def run_dir(tmp_path_factory, colour_data):
 def test_answers_are_fgvcs_predictions_with_overlays(run_dir, colour_data):
     files = sorted((colour_data / "test" / "red").iterdir())[:2] + sorted((colour_data / "test" / "blue").iterdir())[:1]
     demo = Demo(run_dir, top_k=10)
-    method, answers = demo.answer(files)
-    assert method == "gradcam" and demo.top_k == 3  # capped at the class count
+    method, answers, problems = demo.answer(files)
+    assert problems == [] and method == "gradcam" and demo.top_k == 3  # capped at the class count
     run = api.load_run(run_dir)
     probs = api.predict(run, images_to_predict(files, run.class_names))
     for answer, p in zip(answers, probs):
@@ -50,11 +49,13 @@ def test_answers_are_fgvcs_predictions_with_overlays(run_dir, colour_data):
     assert not card.startswith("---") and "## Intended use and limits" in card
 
 
-def test_a_corrupt_upload_is_an_error_naming_the_file(run_dir, tmp_path):
+def test_a_corrupt_upload_is_named_and_skipped_while_the_others_are_answered(run_dir, colour_data, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    with pytest.raises(DataError, match="broken.png"):
-        Demo(run_dir).answer([bad])
+    good = sorted((colour_data / "test" / "red").iterdir())[0]
+    method, answers, problems = Demo(run_dir).answer([bad, good])
+    assert problems == ["broken.png: not a readable image, skipped"]
+    assert [a.name for a in answers] == [good.name]
 
 
 def test_app_without_gradio_says_how_to_install_it(run_dir, monkeypatch):
@@ -88,6 +89,13 @@ def test_the_page_in_headless_chromium_shows_the_top_class(run_dir, tmp_path):
                 "--disable-sync", "--no-first-run"])
             tab = browser.new_page()
             tab.goto(f"http://127.0.0.1:{port}", wait_until="domcontentloaded")
+            # a file that is not an image: a message naming it in the page, and the app keeps serving
+            broken = tmp_path / "notes.png"
+            broken.write_text("these are notes, not a picture")
+            tab.locator("#fgvc-upload input[type=file]").set_input_files(str(broken))
+            playwright.expect(tab.locator("#fgvc-note")).to_contain_text(
+                "notes.png: not a readable image, skipped", timeout=60_000)
+            tab.screenshot(path=str(tmp_path / "app-error.png"))
             tab.locator("#fgvc-upload input[type=file]").set_input_files(str(image))
             top = tab.locator('#fgvc-results tr[data-rank="1"] .fgvc-class')
             top.wait_for(timeout=60_000)

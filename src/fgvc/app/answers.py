@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from fgvc import api
+from fgvc.errors import DataError
 
 
 @dataclass
@@ -41,19 +42,25 @@ class Demo:
         self.top_k = max(1, min(top_k, len(self.run.class_names)))
         self.method = method
 
-    def answer(self, files: Sequence[Path | str], batch: int = 16) -> tuple[str, list[Answer]]:
-        """(method used, one Answer per file); a corrupt file is a DataError naming it."""
-        files = [Path(f) for f in files]
+    def answer(self, files: Sequence[Path | str], batch: int = 16) -> tuple[str, list[Answer], list[str]]:
+        """(method used, one Answer per readable file, one message per file that is not a readable image):
+        an unreadable upload is named and skipped, the others are still answered."""
+        readable, problems = [], []
+        for file in map(Path, files):
+            try:
+                readable.append((file, api.open_image(file)))
+            except DataError:
+                problems.append(f"{file.name}: not a readable image, skipped")
         answers: list[Answer] = []
         method = self.method
-        for start in range(0, len(files), batch):
-            chunk = files[start:start + batch]
-            method, probs, views, overlays = api.explain(self.run, [api.open_image(f) for f in chunk], method)
+        for start in range(0, len(readable), batch):
+            chunk = readable[start:start + batch]
+            method, probs, views, overlays = api.explain(self.run, [image for _, image in chunk], method)
             values, indices = probs.topk(self.top_k, dim=-1)
-            for file, p, i, view, overlay in zip(chunk, values, indices, views, overlays):
+            for (file, _), p, i, view, overlay in zip(chunk, values, indices, views, overlays):
                 top = [(self.run.class_names[int(c)], float(v)) for v, c in zip(p, i)]
                 answers.append(Answer(file.name, top, view, overlay))
-        return method or "", answers
+        return method or "", answers, problems
 
     def model_card(self) -> str:
         """The run's README.md model card without its YAML front matter (empty if it has none)."""

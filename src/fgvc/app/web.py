@@ -31,12 +31,13 @@ def build_page(demo: Demo):
     def classify(files):
         if not files:
             return "", [], ""
-        try:
-            method, answers = demo.answer(files)
-        except FgvcError as exc:
-            raise gr.Error(str(exc)) from None
-        note = f"{len(answers)} image(s); left: the model's view ({demo.run.cfg.model.name}), right: {method}"
-        return results_html(answers), [(a.side_by_side, a.caption) for a in answers], note
+        method, answers, problems = demo.answer(files)
+        for problem in problems:
+            gr.Warning(problem)
+        note = [f"{len(answers)} image(s); left: the model's view ({demo.run.cfg.model.name}), right: {method}"
+                ] if answers else []
+        note += [f"**{problem}**" for problem in problems]
+        return results_html(answers), [(a.side_by_side, a.caption) for a in answers], "\n\n".join(note)
 
     with gr.Blocks(title=f"fgvc: {demo.run_dir.name}") as page:
         gr.Markdown(f"## {demo.run_dir.name}\n{len(demo.run.class_names)} classes: "
