@@ -169,6 +169,8 @@ class DataConfig(Section):
     folds: Optional[int] = Field(None, ge=2, description="k-fold: split the training part into this many folds")
     fold: Optional[int] = Field(None, ge=0, description="k-fold: which fold is the val split (0-based)")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes that decode and augment images")
+    uint8_batches: bool = Field(True,
+        description="training: workers send uint8 images, normalised (and randomly erased) where the model runs")
     cache_dir: Path = Field(Path("~/.cache/fgvc"), description="where prepared data (Fashion-MNIST) is kept")
     transforms: TransformConfig = Field(default_factory=TransformConfig,
         description="resizing, cropping, augmentation and normalisation")

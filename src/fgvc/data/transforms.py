@@ -61,8 +61,11 @@ class RandomRot90:
         return f"RandomRot90(p={self.p})"
 
 
-def build_transform(tcfg: TransformConfig, norm: Normalization, train: bool) -> Callable:
-    """A torchvision transform: PIL image -> normalised tensor of size ``tcfg.crop``."""
+def build_transform(tcfg: TransformConfig, norm: Normalization, train: bool, uint8: bool = False) -> Callable:
+    """A torchvision transform: PIL image -> normalised tensor of size ``tcfg.crop``.
+
+    ``uint8``: stop at a uint8 CHW tensor (timm's prefetcher layout); normalisation and random erasing
+    are then the batch's job (:class:`fgvc.data.batches.BatchPreparation`)."""
     if not train:
         # crop_pct so that timm resizes the short side to exactly `resize` (floor(crop / pct) == resize).
         return create_transform(
@@ -73,6 +76,7 @@ def build_transform(tcfg: TransformConfig, norm: Normalization, train: bool) -> 
             interpolation=norm.interpolation if norm.interpolation != "random" else "bilinear",
             mean=norm.mean,
             std=norm.std,
+            use_prefetcher=uint8,
         )
     policy = AUTO_AUGMENT_ALIASES.get(tcfg.auto_augment, tcfg.auto_augment) if tcfg.auto_augment else None
     trivial = policy == "trivialaugment"
@@ -92,6 +96,7 @@ def build_transform(tcfg: TransformConfig, norm: Normalization, train: bool) -> 
         re_prob=tcfg.re_prob,
         re_mode=tcfg.re_mode,
         re_count=tcfg.re_count,
+        use_prefetcher=uint8,
         separate=True,
     )
     # timm has no TrivialAugment; torchvision's TrivialAugmentWide slots in where timm puts its policies.

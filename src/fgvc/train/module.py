@@ -12,6 +12,9 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from fgvc.config import ExperimentConfig
+from fgvc.data.batches import BatchPreparation
+from fgvc.data.datamodule import mix_seed
+from fgvc.data.transforms import resolve_normalization
 from fgvc.errors import NonFiniteLossError
 from fgvc.models.strategies import set_norm_modes
 from fgvc.train.losses import build_loss
@@ -65,6 +68,8 @@ class Classifier(L.LightningModule):
         # training accuracy only: a full metric collection per step costs throughput for little insight
         self.train_top1 = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.val_metrics = classification_metrics(self.num_classes, "val/", cfg.eval.top_k)
+        # uint8 batches (data.uint8_batches) are normalised here, on the model's device
+        self.batches = BatchPreparation(resolve_normalization(cfg.data.transforms, cfg.model), cfg.data.transforms)
         self._scheduler_interval = "step"
         self._frozen_norms: list[nn.Module] = []
         self._first_bad: torch.Tensor | None = None  # (epoch, batch, global step) of the first non-finite loss
@@ -87,8 +92,15 @@ class Classifier(L.LightningModule):
             if norm.training:
                 norm.eval()
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, targets = batch
+        return self.batches.normalize(images), targets
+
     def training_step(self, batch, batch_idx):
         images, targets = batch
+        if self.cfg.data.uint8_batches and self.batches.erases:  # else the workers erased already
+            seed = mix_seed(self.cfg.seed, self.current_epoch, batch_idx, self.global_rank, 11)
+            images = self.batches.erase(images, seed)
         hard_targets = targets
         if self.mixup is not None and len(images) % 2 == 0:
             images, targets = self.mixup(images, targets)

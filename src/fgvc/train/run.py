@@ -50,6 +50,8 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # the module normalises uint8 batches in on_after_batch_transfer on purpose
+    warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
     # a resumed run writes into its own checkpoints folder on purpose
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
 
@@ -58,8 +60,8 @@ def build_datamodule(cfg: ExperimentConfig, splits: DataSplits, start_epoch: int
     norm = resolve_normalization(cfg.data.transforms, cfg.model)
     return FgvcDataModule(
         splits,
-        train_transform=build_transform(cfg.data.transforms, norm, train=True),
-        eval_transform=build_transform(cfg.data.transforms, norm, train=False),
+        train_transform=build_transform(cfg.data.transforms, norm, train=True, uint8=cfg.data.uint8_batches),
+        eval_transform=build_transform(cfg.data.transforms, norm, train=False, uint8=cfg.data.uint8_batches),
         batch_size=cfg.train.batch_size,
         eval_batch_size=cfg.eval.batch_size,
         num_workers=cfg.data.num_workers,
