@@ -295,3 +295,9 @@ schedule: {schedule}
 output: {{dir: {runs}}}
 """)
     return path
+
+
+def history_rows(run_dir: Path) -> list[dict]:
+    """A run's history.csv rows without its wall times (what two equal runs share)."""
+    with (Path(run_dir) / "history.csv").open() as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]

@@ -1,8 +1,6 @@
 """uint8 batches in flight: the batch normalised in the main process is bit-for-bit the one workers
 would have sent as float32, training gives the same numbers, and erasing there is seeded."""
 
-import csv
-
 import numpy as np
 import torch
 from PIL import Image
@@ -12,10 +10,7 @@ from fgvc.data.batches import BatchPreparation
 from fgvc.data.transforms import build_transform, resolve_normalization
 from fgvc.train.run import train
 
-
-def history(run_dir):
-    with (run_dir / "history.csv").open() as handle:
-        return [{k: v for k, v in row.items() if k not in ("seconds", "time")} for row in csv.DictReader(handle)]
+from builders import history_rows as history
 
 
 def test_a_normalised_uint8_batch_equals_the_float_pipeline_bit_for_bit():

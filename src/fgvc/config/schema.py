@@ -171,7 +171,11 @@ class DataConfig(Section):
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes that decode and augment images")
     uint8_batches: bool = Field(True,
         description="training: workers send uint8 images, normalised (and randomly erased) where the model runs")
-    cache_dir: Path = Field(Path("~/.cache/fgvc"), description="where prepared data (Fashion-MNIST) is kept")
+    cache_dir: Path = Field(Path("~/.cache/fgvc"),
+        description="where prepared data is kept: Fashion-MNIST, cached features, decoded images")
+    decoded_cache: bool = Field(False,
+        description="training: decode and resize each image once into a memory-mapped uint8 store under "
+                    "cache_dir; crops and flips are cut from it every epoch")
     transforms: TransformConfig = Field(default_factory=TransformConfig,
         description="resizing, cropping, augmentation and normalisation")
     mixup: MixupConfig = Field(default_factory=MixupConfig,

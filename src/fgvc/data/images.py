@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -130,6 +132,21 @@ class ImageList:
         if self.paths is not None:
             return str(self.paths[index])
         return f"{self.name}#{int(self.meta['index'][index]) if 'index' in self.meta else index}"
+
+    def fingerprints(self) -> list[str]:
+        """One key per image that changes when the image does: path + size + mtime (files) or a hash of
+        its pixels, with its box."""
+        keys = []
+        for index in range(len(self)):
+            if self.paths is not None:
+                stat = os.stat(self.paths[index])
+                key = f"{self.paths[index]}|{stat.st_size}|{stat.st_mtime_ns}"
+            else:
+                key = hashlib.sha256(np.ascontiguousarray(self.pixels[index]).tobytes()).hexdigest()
+            if self.boxes is not None:
+                key += "|" + ",".join(f"{float(v):g}" for v in self.boxes[index])
+            keys.append(key)
+        return keys
 
     def content_bytes(self, index: int) -> bytes:
         """The image's raw content (file bytes or pixel bytes), e.g. for hashing."""

@@ -34,21 +34,6 @@ from fgvc.models.layout import inference_layout, to_layout
 from fgvc.progress import track
 
 
-def image_fingerprints(images: ImageList) -> list[str]:
-    """One key per image: path + size + mtime (files) or a hash of its pixels, with its box."""
-    keys = []
-    for index in range(len(images)):
-        if images.paths is not None:
-            stat = os.stat(images.paths[index])
-            key = f"{images.paths[index]}|{stat.st_size}|{stat.st_mtime_ns}"
-        else:
-            key = hashlib.sha256(images.pixels[index].tobytes()).hexdigest()
-        if images.boxes is not None:
-            key += "|" + ",".join(f"{float(v):g}" for v in images.boxes[index])
-        keys.append(key)
-    return keys
-
-
 def bank_key(cfg: ExperimentConfig, transform: Callable) -> str:
     """The plain-feature bank of a model and transform (no images: they are keyed inside it)."""
     payload = {"weights": _weights_fingerprint(cfg), "transform": repr(transform),
@@ -224,7 +209,7 @@ class FeatureBank:
 
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / f"bank-{key}.pt"
-        wanted = image_fingerprints(images)
+        wanted = images.fingerprints()
         with open(path.with_suffix(".lock"), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two runs filling one bank add rows in turn
             stored = self._load(path)

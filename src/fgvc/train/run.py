@@ -19,6 +19,7 @@ import torch
 from fgvc.config import ExperimentConfig, load_config
 from fgvc.data import DataSplits, load_data
 from fgvc.data.datamodule import FgvcDataModule
+from fgvc.data.decoded_cache import with_decoded_images
 from fgvc.data.transforms import build_transform, resolve_normalization
 from fgvc.errors import FgvcError
 from fgvc.evaluate.runs import evaluate_split, load_trained
@@ -58,6 +59,9 @@ def quiet_lightning() -> None:
 
 def build_datamodule(cfg: ExperimentConfig, splits: DataSplits, start_epoch: int = 0) -> FgvcDataModule:
     norm = resolve_normalization(cfg.data.transforms, cfg.model)
+    if cfg.data.decoded_cache:
+        splits = with_decoded_images(splits, cfg.data.transforms.resize, norm.interpolation, cfg.data.cache_dir,
+                                     cfg.data.num_workers)
     return FgvcDataModule(
         splits,
         train_transform=build_transform(cfg.data.transforms, norm, train=True, uint8=cfg.data.uint8_batches),
