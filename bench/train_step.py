@@ -1,17 +1,21 @@
-"""Training throughput of fgvc against a minimal plain-PyTorch loop, in the same process.
+"""Training throughput of fgvc against a minimal plain-PyTorch loop and against a loop on timm's own
+loader (``timm.data.create_loader``: uint8 batches, normalised by its prefetcher), in the same process.
 
 Same model, batch, resolution, optimizer and data (real PNG decode of the ELPV images, augmentation
-included); each side runs the same number of steps after warm-up, alternately, best of --repeats.
-Prints images/s and the ratio fgvc / plain (target: >= 0.95 on CPU), then the speed-up of
-channels_last, bf16 autocast and torch.compile switches on fgvc's path.
+included); each loop runs the same number of steps after warm-up, the loops alternate, and the ratios
+are the medians over --repeats rounds. Prints images/s, fgvc / timm loop (target >= 1.0) and fgvc /
+plain (target >= 0.95), fgvc's old float32 batches for comparison, and optionally the decoded-image
+cache (--decoded) and the channels_last, bf16 autocast and torch.compile switches (--switches).
 
-    python bench/train_step.py                       # CPU
-    python bench/train_step.py --device cuda --batch 64 --size 224 --steps 50
+    python bench/train_step.py                                          # CPU, resnet18 at 96 px
+    python bench/train_step.py --model tf_efficientnet_lite0 --size 224 --decoded
+    python bench/train_step.py --device cuda --batch 64 --size 224 --steps 50 --workers 12
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import lightning as L
@@ -26,7 +30,7 @@ from fgvc.train.run import build_datamodule, quiet_lightning
 
 
 def config(args, *extra: str):
-    sets = [f"model.name={args.model}", "model.pretrained=false", f"data.transforms.crop={args.size}",
+    sets = [f"model.name={args.model}", "model.pretrained=false", "model.pretrained_file=null", f"data.transforms.crop={args.size}",
             f"data.transforms.resize={args.size}", f"train.batch_size={args.batch}", "schedule.name=none",
             f"data.num_workers={args.workers}", "strategy.name=full", "train.deterministic=false",
             f"train.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "output.dir=/tmp/fgvc-bench",
@@ -41,6 +45,26 @@ def plain_loop(cfg, splits, device: str, steps: int, warmup: int) -> float:
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
                                          num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
                                          pin_memory=device == "cuda")
+    return _steps(cfg, splits, loader, device, steps, warmup)
+
+
+def timm_loop(cfg, splits, device: str, steps: int, warmup: int) -> float:
+    """timm's data path: create_loader with its prefetcher (uint8 from the workers, normalised in this
+    process or on the device), then the plain loop's step."""
+    from timm.data import create_loader
+
+    tcfg = cfg.data.transforms
+    norm = resolve_normalization(tcfg, cfg.model)
+    loader = create_loader(ImageDataset(splits.train), input_size=(3, tcfg.crop, tcfg.crop),
+                           batch_size=cfg.train.batch_size, is_training=True, use_prefetcher=True,
+                           device=torch.device(device), scale=tuple(tcfg.scale), ratio=tuple(tcfg.ratio),
+                           hflip=tcfg.hflip, vflip=tcfg.vflip, color_jitter=None, interpolation=norm.interpolation,
+                           mean=norm.mean, std=norm.std, num_workers=cfg.data.num_workers,
+                           persistent_workers=cfg.data.num_workers > 0, pin_memory=device == "cuda")
+    return _steps(cfg, splits, loader, device, steps, warmup)
+
+
+def _steps(cfg, splits, loader, device: str, steps: int, warmup: int) -> float:
     model, _ = build_network(cfg, splits.num_classes, pretrained=False)
     model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -115,7 +139,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--decoded", action="store_true", help="also time fgvc with data.decoded_cache")
+    parser.add_argument("--cache-dir", default="/tmp/fgvc-bench-cache", help="where --decoded keeps its store")
     parser.add_argument("--switches", action="store_true", help="also time channels_last / bf16 / compile")
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. data.root=DIR")
     args = parser.parse_args()
@@ -125,13 +151,32 @@ def main() -> None:
     splits = load_data(base.data)
     print(f"{args.model} at {args.size}px, batch {args.batch}, {args.steps} steps after {args.warmup} warm-up, "
           f"{args.workers} workers, device {args.device}, torch threads {torch.get_num_threads()}")
-    plain, ours = [], []
-    for _ in range(args.repeats):
-        plain.append(plain_loop(base, splits, args.device, args.steps, args.warmup))
-        ours.append(fgvc_loop(base, splits, args.steps, args.warmup))
-    print(f"plain PyTorch loop : {max(plain):8.1f} images/s")
-    print(f"fgvc (Lightning)   : {max(ours):8.1f} images/s")
-    print(f"ratio fgvc / plain : {max(ours) / max(plain):.3f}  (target >= 0.95)")
+    loops = {"plain PyTorch loop": lambda: plain_loop(base, splits, args.device, args.steps, args.warmup),
+             "timm loop (create_loader)": lambda: timm_loop(base, splits, args.device, args.steps, args.warmup),
+             "fgvc (Lightning)": lambda: fgvc_loop(base, splits, args.steps, args.warmup),
+             "fgvc, float32 batches (old)": lambda: fgvc_loop(config(args, "data.uint8_batches=false"), splits,
+                                                              args.steps, args.warmup)}
+    if args.decoded:
+        cached = config(args, "data.decoded_cache=true", f"data.cache_dir={args.cache_dir}")
+        loops["fgvc + decoded cache"] = lambda: fgvc_loop(cached, splits, args.steps, args.warmup)
+    speeds: dict[str, list[float]] = {name: [] for name in loops}
+    names = list(loops)
+    for round_ in range(args.repeats):  # each round starts one loop later: a slow drift over the run
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:  # (seen: ~10 %) hits all alike
+            speeds[name].append(loops[name]())
+    for name, values in speeds.items():
+        print(f"{name:28s}: {statistics.median(values):8.1f} images/s  (each round: "
+              f"{', '.join(f'{v:.1f}' for v in values)})")
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(speeds[a], speeds[b]))
+
+    print(f"ratio fgvc / timm loop  : {ratio('fgvc (Lightning)', 'timm loop (create_loader)'):.3f}  (target >= 1.0)")
+    print(f"ratio fgvc / plain      : {ratio('fgvc (Lightning)', 'plain PyTorch loop'):.3f}  (target >= 0.95)")
+    print(f"uint8 / float32 batches : {ratio('fgvc (Lightning)', 'fgvc, float32 batches (old)'):.3f}")
+    if args.decoded:
+        print(f"decoded cache / files   : {ratio('fgvc + decoded cache', 'fgvc (Lightning)'):.3f}")
+    ours = speeds["fgvc (Lightning)"]
     if args.switches:
         reference = max(ours)
         bf16 = "bf16-mixed"
