@@ -3,6 +3,12 @@ of the same config (a ViT: LayerNorm does not see the micro-batch size; same dat
 whose checkpoint loads into the whole model, frozen stages, and clear refusals."""
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +16,8 @@ import torch
 from fgvc.config import load_config
 from fgvc.errors import ConfigError
 from fgvc.evaluate.runs import load_trained
-from fgvc.train.run import train
+from fgvc.runfolder import RunFolder
+from fgvc.train.run import resume, train
 
 PIPELINE = ["train.strategy=pipeline", "train.pipeline.stages=2", "train.pipeline.microbatches=3",
             "train.pipeline.split=equal", "train.threads=1"]
@@ -67,3 +74,29 @@ def test_pipeline_refusals_name_the_setting(vit):
         load_config(None, vit + PIPELINE + ["train.pipeline.microbatches=5"])
     with pytest.raises(ConfigError, match="99 pipeline stages for a model of 14 blocks"):
         train(load_config(None, vit + PIPELINE + ["train.pipeline.stages=99"]), progress=False)
+
+
+def test_a_killed_pipeline_run_resumes_to_the_uninterrupted_result(vit, tmp_path):
+    """kill -9 of the whole process group (the driver and its stages) after an epoch, then --resume: the
+    same history and test metrics as the run that was never killed (optimizer state, cuts, dropout)."""
+    sets = vit + PIPELINE + ["train.epochs=3", "model.drop_rate=0.2", "schedule.warmup_epochs=1"]
+    whole = train(load_config(None, sets + ["output.name=whole"]), progress=False)
+    config = tmp_path / "killed.yaml"
+    config.write_text(load_config(None, sets + ["output.name=killed"]).to_yaml())
+    fgvc = str(Path(sys.executable).parent / "fgvc")
+    proc = subprocess.Popen([fgvc, "train", str(config), "--no-progress"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    folder = RunFolder(tmp_path / "killed")
+    deadline = time.time() + 180
+    while not folder.last_checkpoint.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    if len(history(folder.path)) == 3:
+        pytest.skip("the run finished before it could be killed")
+    assert folder.last_checkpoint.is_file()
+    resumed = resume(folder.path, progress=False)
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in history(resumed.run_dir)]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in history(whole.run_dir)]
+    assert resumed.test["top1"] == whole.test["top1"] and resumed.test["ece"] == whole.test["ece"]
+    assert RunFolder(resumed.run_dir).status()["status"] == "finished"

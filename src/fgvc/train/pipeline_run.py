@@ -7,7 +7,10 @@ Every process builds the whole network from the config and the seed, so all star
 weights; each trains only its stage's blocks with its own optimizer. Rank 0 feeds the images, the
 last rank computes the loss. After each epoch the stages' weights are gathered on rank 0, which
 validates the whole model, writes history.csv and Lightning-format checkpoints that load back into
-the whole model, so the run folder is the same as any run's. Batches that do not fill
+the whole model, so the run folder is the same as any run's. Those checkpoints also hold every
+stage's optimizer (and scheduler) state and the cut points, so ``fgvc train --resume`` goes on from
+the last finished epoch exactly as the uninterrupted run would have (each epoch's data order,
+augmentation and dropout are drawn from (seed, epoch)). Batches that do not fill
 ``train.batch_size`` are dropped (the micro-batches must have equal shapes); BatchNorm sees
 micro-batches, so a ViT (LayerNorm) matches a single-process run, a ResNet only closely. Each stage's
 blocks live on its own device; validation and the final evaluation run the whole model on rank 0's
@@ -16,6 +19,7 @@ device, so the whole model must still fit there (evaluating through the pipeline
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import re
@@ -31,7 +35,7 @@ from torch import nn
 
 from fgvc.config import ExperimentConfig
 from fgvc.data import load_data
-from fgvc.data.datamodule import EpochSampler, SeededImageDataset
+from fgvc.data.datamodule import EpochSampler, SeededImageDataset, mix_seed, seed_everything_quietly
 from fgvc.data.transforms import build_transform, resolve_normalization
 from fgvc.errors import FgvcError, NonFiniteLossError
 from fgvc.models.assembly import build_network
@@ -42,9 +46,6 @@ from fgvc.train.callbacks import print_epoch, write_history
 from fgvc.train.losses import build_loss
 from fgvc.train.module import classification_metrics
 from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
-
-NO_RESUME = "a pipeline run cannot be resumed yet: start it again"
-
 
 def choose_cuts(cfg: ExperimentConfig, model: nn.Module, num_classes: int) -> list[int]:
     """The configured split's cut points for ``model``; ``balanced`` measures its blocks first (fgvc
@@ -71,10 +72,11 @@ def free_port() -> int:
 
 
 def train_pipeline(cfg: ExperimentConfig, folder: Optional[RunFolder] = None,
-                   evaluate: Sequence[str] = ("val", "test")):
-    """Train ``cfg`` as a pipeline and evaluate it like any run (see the module docstring)."""
+                   evaluate: Sequence[str] = ("val", "test"), resume_from: Optional[Path] = None):
+    """Train ``cfg`` as a pipeline and evaluate it like any run (see the module docstring);
+    ``resume_from``: a checkpoint of this run in ``folder`` to go on from."""
     from fgvc.train.recorded import recorded
-    from fgvc.train.run import RunResult, evaluate_and_finish
+    from fgvc.train.run import RunResult, evaluate_and_finish, resume_hint
     from fgvc.train.stopping import StopRequest, stop_on_signals
 
     splits = load_data(cfg.data)
@@ -88,39 +90,53 @@ def train_pipeline(cfg: ExperimentConfig, folder: Optional[RunFolder] = None,
                             f"use --nproc-per-node {stages} (times the nodes)")
         _init(cfg, rank, world, None)
         # rank 0 measures the split and claims the folder; every rank must use the same ones
-        shared = [choose_cuts(cfg, model, splits.num_classes), str((folder or RunFolder.claim(cfg.run_dir)).path)] \
-            if rank == 0 else [None, None]
+        shared = [_cuts(cfg, model, splits.num_classes, resume_from),
+                  str((folder or RunFolder.claim(cfg.run_dir)).path)] if rank == 0 else [None, None]
         dist.broadcast_object_list(shared, src=0)
         cuts, folder = shared[0], RunFolder(shared[1])
         if rank:
-            _train_stage(cfg, rank, world, folder, cuts)
+            _train_stage(cfg, rank, world, folder, cuts, resume_from)
             dist.destroy_process_group()
             return RunResult(folder.path)
-        with recorded(folder, StopRequest(), NO_RESUME):  # rank 0 keeps run.json and the lock
-            folder.write_header(cfg.to_yaml(), splits.class_names)
+        with recorded(folder, StopRequest(), resume_hint(folder)):  # rank 0 keeps run.json and the lock
+            if resume_from is None:
+                folder.write_header(cfg.to_yaml(), splits.class_names)
             started = time.perf_counter()
-            epochs = _train_stage(cfg, rank, world, folder, cuts)
+            epochs = _train_stage(cfg, rank, world, folder, cuts, resume_from)
             dist.destroy_process_group()
             return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
                                        time.perf_counter() - started, evaluate)
 
-    cuts = choose_cuts(cfg, model, splits.num_classes)
+    cuts = _cuts(cfg, model, splits.num_classes, resume_from)
     folder = folder or RunFolder.claim(cfg.run_dir)
-    with stop_on_signals() as stop_request, recorded(folder, stop_request, NO_RESUME):
-        folder.write_header(cfg.to_yaml(), splits.class_names)
+    with stop_on_signals() as stop_request, recorded(folder, stop_request, resume_hint(folder)):
+        if resume_from is None:
+            folder.write_header(cfg.to_yaml(), splits.class_names)
         started = time.perf_counter()
-        _spawn(cfg, stages, folder, cuts)
+        _spawn(cfg, stages, folder, cuts, resume_from)
         epochs = len(folder.history_file.read_text().strip().splitlines()) - 1
         return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
                                    time.perf_counter() - started, evaluate)
 
 
-def _spawn(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: list[int]) -> None:
+def _cuts(cfg: ExperimentConfig, model: nn.Module, num_classes: int, resume_from: Optional[Path]) -> list[int]:
+    """The cut points: a resumed run keeps its own (its optimizers' states belong to those stages)."""
+    if resume_from is not None:
+        saved = torch.load(resume_from, map_location="cpu", weights_only=False, mmap=True)
+        if "pipeline_cuts" not in saved:
+            raise FgvcError(f"{resume_from} was written by an fgvc that could not resume pipeline runs (no "
+                            "optimizer states in it); start the run again")
+        return list(saved["pipeline_cuts"])
+    return choose_cuts(cfg, model, num_classes)
+
+
+def _spawn(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: list[int],
+           resume_from: Optional[Path] = None) -> None:
     import torch.multiprocessing as mp
 
     port = free_port()
     try:
-        mp.start_processes(_spawned, args=(world, cfg, str(folder.path), cuts, port), nprocs=world,
+        mp.start_processes(_spawned, args=(world, cfg, str(folder.path), cuts, port, resume_from), nprocs=world,
                            start_method="spawn")
     except mp.ProcessRaisedException as exc:  # the stage's own error, without the traceback
         lines = [line for line in str(exc).strip().splitlines()
@@ -135,10 +151,11 @@ def _spawn(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: list[int]
                         "`if __name__ == '__main__':` around its code (processes are spawned)") from None
 
 
-def _spawned(rank: int, world: int, cfg: ExperimentConfig, folder: str, cuts: list[int], port: int) -> None:
+def _spawned(rank: int, world: int, cfg: ExperimentConfig, folder: str, cuts: list[int], port: int,
+             resume_from: Optional[Path]) -> None:
     _init(cfg, rank, world, port)
     try:
-        _train_stage(cfg, rank, world, RunFolder(folder), cuts)
+        _train_stage(cfg, rank, world, RunFolder(folder), cuts, resume_from)
     finally:
         dist.destroy_process_group()
 
@@ -227,13 +244,18 @@ def build_rank(cfg: ExperimentConfig, model: nn.Module, cuts: Sequence[int], ran
     return schedule, stage, build_optimizer(groups, cfg.optim) if groups else None
 
 
-def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder, cuts: list[int]) -> int:
-    """This rank's part of every epoch; rank 0 also validates and writes history and checkpoints.
-    Returns the number of epochs trained."""
+def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder, cuts: list[int],
+                 resume_from: Optional[Path] = None) -> int:
+    """This rank's part of every epoch (from the epoch after ``resume_from``'s); rank 0 also validates
+    and writes history and checkpoints. Returns the number of epochs trained."""
     device = _device(rank)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = load_data(cfg.data)
-    model, _ = build_network(cfg, splits.num_classes)  # the same seed: the same weights in every process
+    # the same seed: the same weights in every process (or, resumed, the checkpoint's)
+    model, _ = build_network(cfg, splits.num_classes, pretrained=resume_from is None)
+    saved = torch.load(resume_from, map_location="cpu", weights_only=False) if resume_from is not None else None
+    if saved is not None:
+        model.load_state_dict({k.removeprefix("model."): v for k, v in saved["state_dict"].items()})
     loss_fn = build_loss(cfg.loss, splits.train.class_counts()).to(device)
     schedule, stage, optimizer = build_rank(cfg, model, cuts, rank, world, device, loss_fn)
     last = rank == world - 1
@@ -243,14 +265,28 @@ def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder
                         f"({len(splits.train)} images): a pipeline drops incomplete batches")
     scheduler = (build_scheduler(optimizer, cfg.schedule, cfg.train.epochs, batches_per_epoch, cfg.train.monitor)
                  if optimizer else None)
+    torch_scheduler = scheduler["scheduler"] if scheduler and isinstance(
+        scheduler["scheduler"], torch.optim.lr_scheduler.LRScheduler) else None  # timm's are set by step count
     norm = resolve_normalization(cfg.data.transforms, cfg.model)
     dataset = SeededImageDataset(splits.train, build_transform(cfg.data.transforms, norm, train=True), cfg.seed)
     names = _owned_names(model, stage)
     rows: list[dict] = []
     best: Optional[float] = None
+    start_epoch = 0
+    if saved is not None:
+        start_epoch, best = int(saved["epoch"]) + 1, saved["pipeline_best"]
+        optimizer_state, scheduler_state = saved["pipeline_states"][rank]
+        if optimizer is not None:
+            optimizer.load_state_dict(optimizer_state)
+        if torch_scheduler is not None:
+            torch_scheduler.load_state_dict(scheduler_state)
+        if rank == 0:  # history up to the checkpoint (a kill may have come between a row and its checkpoint)
+            with folder.history_file.open() as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < start_epoch]
     monitor, higher = cfg.train.monitor, "loss" not in cfg.train.monitor
-    for epoch in range(cfg.train.epochs):
+    for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
+        seed_everything_quietly(mix_seed(cfg.seed, epoch, 7, rank), devices=True)  # dropout: resume-exact
         sampler = EpochSampler(len(splits.train), cfg.seed, shuffle=True, shard=False)
         sampler.set_epoch(epoch)
         order = list(sampler)
@@ -283,8 +319,8 @@ def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder
                 raise NonFiniteLossError(f"training loss is nan or inf at epoch {epoch}, batch {step}")
             if optimizer:
                 optimizer.step()
-            if scheduler and isinstance(scheduler["scheduler"], torch.optim.lr_scheduler.LRScheduler):
-                scheduler["scheduler"].step()  # onecycle: torch's, per step
+            if torch_scheduler is not None:
+                torch_scheduler.step()  # onecycle: torch's, per step
             elif scheduler:  # timm's, stepped the way the Lightning module steps it
                 step_timm_scheduler(scheduler["scheduler"], scheduler["interval"], epoch * len(batches) + step + 1,
                                     epoch)
@@ -293,11 +329,13 @@ def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder
             train_stats = [{"train/loss": loss_sum / max(1, seen), "train/top1": correct / max(1, seen),
                             "lr": optimizer.param_groups[-1]["lr"] if optimizer else 0.0}]
         dist.broadcast_object_list(train_stats, src=world - 1)
-        state = {name: t.detach().cpu() for name, t in model.state_dict().items() if name in names}
+        own = {"weights": {name: t.detach().cpu() for name, t in model.state_dict().items() if name in names},
+               "states": _on_cpu((optimizer.state_dict() if optimizer else None,
+                                  torch_scheduler.state_dict() if torch_scheduler else None))}
         gathered = [None] * world if rank == 0 else None
-        dist.gather_object(state, gathered, dst=0)
+        dist.gather_object(own, gathered, dst=0)
         if rank == 0:
-            merged = {k: v for part in gathered for k, v in part.items()}
+            merged = {k: v for part in gathered for k, v in part["weights"].items()}
             model.load_state_dict(merged, strict=False)
             lr = train_stats[0].pop("lr")  # the head's, which the last stage always trains
             metrics = {**train_stats[0], **_validate(model, cfg, splits, loss_fn, device)}
@@ -307,8 +345,9 @@ def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder
             print_epoch(epoch, cfg.train.epochs, metrics, lr, rows[-1]["seconds"])
             value = metrics.get(monitor, metrics["train/loss"])
             improved = best is None or (value > best if higher else value < best)
-            _save(model, folder, epoch, len(batches) * (epoch + 1), improved)
             best = value if improved else best
+            _save(model, folder, epoch, len(batches) * (epoch + 1), improved,
+                  {"pipeline_cuts": list(cuts), "pipeline_best": best, "pipeline_states": [p["states"] for p in gathered]})
         dist.barrier()
     return cfg.train.epochs
 
@@ -339,13 +378,23 @@ def _validate(model: nn.Module, cfg: ExperimentConfig, splits, loss_fn, device) 
     return {"val/loss": loss_sum / max(1, count), **{k: float(v) for k, v in metrics.compute().items()}}
 
 
-def _save(model: nn.Module, folder: RunFolder, epoch: int, global_step: int, best: bool) -> None:
-    """last.ckpt (and best.ckpt) in Lightning's layout: state_dict keys prefixed ``model.``."""
+def _on_cpu(value):
+    """``value`` (nested containers of tensors: an optimizer's state) with every tensor on the CPU."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda t: t.detach().cpu() if isinstance(t, torch.Tensor) else t, value)
+
+
+def _save(model: nn.Module, folder: RunFolder, epoch: int, global_step: int, best: bool,
+          resume_state: dict[str, Any]) -> None:
+    """last.ckpt (and best.ckpt) in Lightning's layout: state_dict keys prefixed ``model.``, plus what a
+    resume needs (each stage's optimizer and scheduler state, the cut points, the best monitored value)."""
     checkpoint: dict[str, Any] = {"epoch": epoch, "global_step": global_step,
                                   "state_dict": {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
-                                  "pipeline": True}
+                                  "pipeline": True, **resume_state}
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
-    for which in ([RunFolder.LAST, RunFolder.BEST] if best else [RunFolder.LAST]):
+    # best first, as Lightning does: once last.ckpt says an epoch finished, its best.ckpt is on disk too
+    for which in ([RunFolder.BEST, RunFolder.LAST] if best else [RunFolder.LAST]):
         partial = Path(f"{folder.checkpoint(which)}.tmp")
         torch.save(checkpoint, partial)
         partial.replace(folder.checkpoint(which))  # atomic: a killed run never leaves half a checkpoint

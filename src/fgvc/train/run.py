@@ -153,10 +153,10 @@ def _train(cfg: ExperimentConfig, run_dir: Optional[Path], resume: bool, callbac
     if cfg.train.strategy == "pipeline":  # the model cut into stages over several processes
         from fgvc.train.pipeline_run import train_pipeline
 
+        folder = RunFolder(run_dir) if run_dir else None
         if resume:
-            raise FgvcError("a pipeline run cannot be resumed yet; start it again (or train with "
-                            "train.strategy: auto to get resumable runs)")
-        return train_pipeline(cfg, RunFolder(run_dir) if run_dir else None, evaluate)
+            read_resume_checkpoint(folder, checkpoint)  # one clear error when there is none to go on from
+        return train_pipeline(cfg, folder, evaluate, folder.checkpoint(checkpoint) if resume else None)
     with stop_on_signals() as stop_request:
         start_epoch, folder = 0, RunFolder(run_dir) if run_dir else None
         if resume:
