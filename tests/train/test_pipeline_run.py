@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import history_rows
 
 from fgvc.config import load_config
 from fgvc.errors import ConfigError
@@ -96,7 +97,6 @@ def test_a_killed_pipeline_run_resumes_to_the_uninterrupted_result(vit, tmp_path
         pytest.skip("the run finished before it could be killed")
     assert folder.last_checkpoint.is_file()
     resumed = resume(folder.path, progress=False)
-    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in history(resumed.run_dir)]
-    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in history(whole.run_dir)]
+    assert history_rows(resumed.run_dir) == history_rows(whole.run_dir)
     assert resumed.test["top1"] == whole.test["top1"] and resumed.test["ece"] == whole.test["ece"]
     assert RunFolder(resumed.run_dir).status()["status"] == "finished"

@@ -19,7 +19,6 @@ device, so the whole model must still fit there (evaluating through the pipeline
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -46,6 +45,7 @@ from fgvc.train.callbacks import print_epoch, write_history
 from fgvc.train.losses import build_loss
 from fgvc.train.module import classification_metrics
 from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
+
 
 def choose_cuts(cfg: ExperimentConfig, model: nn.Module, num_classes: int) -> list[int]:
     """The configured split's cut points for ``model``; ``balanced`` measures its blocks first (fgvc
@@ -281,8 +281,7 @@ def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder
         if torch_scheduler is not None:
             torch_scheduler.load_state_dict(scheduler_state)
         if rank == 0:  # history up to the checkpoint (a kill may have come between a row and its checkpoint)
-            with folder.history_file.open() as handle:
-                rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < start_epoch]
+            rows = [row for row in folder.history() if int(row["epoch"]) < start_epoch]
     monitor, higher = cfg.train.monitor, "loss" not in cfg.train.monitor
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
