@@ -176,6 +176,9 @@ class DataConfig(Section):
     decoded_cache: bool = Field(False,
         description="training: decode and resize each image once into a memory-mapped uint8 store under "
                     "cache_dir; crops and flips are cut from it every epoch")
+    jpeg_decode: Literal["workers", "device"] = Field("workers",
+        description="training: workers = PIL in the loader processes; device = torchvision.io.decode_jpeg "
+                    "where the model runs (nvJPEG on a GPU), with crops and flips there too")
     transforms: TransformConfig = Field(default_factory=TransformConfig,
         description="resizing, cropping, augmentation and normalisation")
     mixup: MixupConfig = Field(default_factory=MixupConfig,
@@ -194,6 +197,25 @@ class DataConfig(Section):
                 raise ValueError(f"label {label!r} is not one of {list(choices)} for {name}")
         return label
 
+
+    @model_validator(mode="after")
+    def _device_decoding(self) -> "DataConfig":
+        """What decoding on the device cannot combine with, each named with the setting that conflicts."""
+        if self.jpeg_decode != "device":
+            return self
+        t = self.transforms
+        conflicts = {
+            "data.uint8_batches: false": not self.uint8_batches,
+            "data.decoded_cache": self.decoded_cache,
+            f"data.transforms.auto_augment ({t.auto_augment})": bool(t.auto_augment),
+            "data.transforms.color_jitter": t.color_jitter > 0,
+            f"data.transforms.train_crop_mode: {t.train_crop_mode}": t.train_crop_mode != "rrc",
+        }
+        named = [name for name, clash in conflicts.items() if clash]
+        if named:
+            raise ValueError(f"data.jpeg_decode: device (crops, flips and 90-degree turns on the device) cannot be "
+                             f"combined with {', '.join(named)}; remove it or use data.jpeg_decode: workers")
+        return self
 
     @field_validator("test_split_seed")
     @classmethod
@@ -461,6 +483,13 @@ class ExperimentConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _device_decoding_loop(self) -> "ExperimentConfig":
+        if self.data.jpeg_decode == "device" and self.strategy.name == "features":
+            raise ValueError("data.jpeg_decode: device decodes in the fine-tuning loop; strategy.name: features "
+                             "extracts its features with the workers' decoder; remove data.jpeg_decode")
+        return self
+
+    @model_validator(mode="after")
     def _logreg_loss(self) -> "ExperimentConfig":
         if self.strategy.name == "features" and self.strategy.probe_head == "logreg" and self.loss.name != "ce":
             raise ValueError(
@@ -487,6 +516,7 @@ class ExperimentConfig(Section):
             "optim.l1 / optim.penalty_weight": bool(self.optim.l1 or self.optim.penalty_weight),
             "train.gradient_clip_val": t.gradient_clip_val is not None,
             "train.devices > 1 or train.num_nodes > 1 (DDP)": t.devices not in ("auto", 1) or t.num_nodes > 1,
+            "data.jpeg_decode: device": self.data.jpeg_decode == "device",
         }
         named = [name for name, clash in conflicts.items() if clash]
         if named:

@@ -103,8 +103,13 @@ class FgvcDataModule(L.LightningDataModule):
     """
 
     def __init__(self, splits: DataSplits, train_transform: Callable, eval_transform: Callable, batch_size: int,
-                 eval_batch_size: int, num_workers: int, seed: int, drop_last: bool = False, start_epoch: int = 0):
+                 eval_batch_size: int, num_workers: int, seed: int, drop_last: bool = False, start_epoch: int = 0,
+                 dataset_factory: Optional[Callable[[ImageList, bool, int], Dataset]] = None,
+                 collate_fn: Optional[Callable] = None):
+        """``dataset_factory(images, train, seed)`` and ``collate_fn`` replace the (image, label) datasets
+        and the default collation (e.g. data.jpeg_decode: device hands over undecoded samples)."""
         super().__init__()
+        self.dataset_factory, self.collate_fn = dataset_factory, collate_fn
         self.start_epoch = start_epoch
         self.splits = splits
         self.train_transform, self.eval_transform = train_transform, eval_transform
@@ -113,7 +118,10 @@ class FgvcDataModule(L.LightningDataModule):
         self.num_workers, self.seed, self.drop_last = num_workers, seed, drop_last
 
     def _loader(self, images: ImageList, train: bool, batch_size: int) -> DataLoader:
-        dataset = SeededImageDataset(images, self.train_transform if train else self.eval_transform, self.seed)
+        if self.dataset_factory is not None:
+            dataset = self.dataset_factory(images, train, self.seed)
+        else:
+            dataset = SeededImageDataset(images, self.train_transform if train else self.eval_transform, self.seed)
         sampler = EpochSampler(len(images), self.seed, shuffle=train)
         if train:
             sampler.set_epoch(self.start_epoch)
@@ -125,6 +133,7 @@ class FgvcDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             drop_last=train and self.drop_last and len(images) > batch_size,
+            collate_fn=self.collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

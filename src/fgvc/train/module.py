@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from fgvc.config import ExperimentConfig
 from fgvc.data.batches import BatchPreparation
 from fgvc.data.datamodule import mix_seed
+from fgvc.data.device_decode import EncodedBatch
 from fgvc.data.transforms import resolve_normalization
 from fgvc.errors import NonFiniteLossError
 from fgvc.models.strategies import set_norm_modes
@@ -91,6 +92,12 @@ class Classifier(L.LightningModule):
         for norm in self._frozen_norms:
             if norm.training:
                 norm.eval()
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        images, targets = batch
+        if isinstance(images, EncodedBatch):  # data.jpeg_decode: device; decode_jpeg takes CPU bytes
+            images = images.decode(self.device)
+        return images, targets
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, targets = batch

@@ -20,6 +20,8 @@ from fgvc.config import ExperimentConfig, load_config
 from fgvc.data import DataSplits, load_data
 from fgvc.data.datamodule import FgvcDataModule
 from fgvc.data.decoded_cache import with_decoded_images
+from fgvc.data.device_decode import EncodedImageDataset, Planner, collate_encoded
+from fgvc.data.images import ImageList
 from fgvc.data.transforms import build_transform, resolve_normalization
 from fgvc.errors import FgvcError
 from fgvc.evaluate.runs import evaluate_split, load_trained
@@ -52,7 +54,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # the module normalises uint8 batches in on_after_batch_transfer on purpose
-    warnings.filterwarnings("ignore", message=r".*overridden `on_after_batch_transfer`.*")
+    warnings.filterwarnings("ignore", message=r".*overridden `on_(before|after)_batch_transfer`.*")
     # a resumed run writes into its own checkpoints folder on purpose
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
 
@@ -62,6 +64,14 @@ def build_datamodule(cfg: ExperimentConfig, splits: DataSplits, start_epoch: int
     if cfg.data.decoded_cache:
         splits = with_decoded_images(splits, cfg.data.transforms.resize, norm.interpolation, cfg.data.cache_dir,
                                      cfg.data.num_workers)
+    factory, collate = None, None
+    if cfg.data.jpeg_decode == "device":
+        planners = {train: Planner(cfg.data.transforms, norm.interpolation, train) for train in (True, False)}
+
+        def factory(images: ImageList, train: bool, seed: int) -> EncodedImageDataset:
+            return EncodedImageDataset(images, planners[train], seed)
+
+        collate = collate_encoded
     return FgvcDataModule(
         splits,
         train_transform=build_transform(cfg.data.transforms, norm, train=True, uint8=cfg.data.uint8_batches),
@@ -72,6 +82,8 @@ def build_datamodule(cfg: ExperimentConfig, splits: DataSplits, start_epoch: int
         seed=cfg.seed,
         drop_last=cfg.data.mixup.enabled,
         start_epoch=start_epoch,
+        dataset_factory=factory,
+        collate_fn=collate,
     )
 
 
