@@ -86,6 +86,21 @@ def test_pngs_and_boxes_take_the_same_device_path(elpv_jpegs):
             assert (expected.int() - decoded.int()).abs().max() <= 2
 
 
+def test_grey_and_cmyk_jpegs_are_read_as_pil_reads_them(elpv_jpegs, tmp_path):
+    cells, _ = elpv_jpegs
+    paths = []
+    for index, mode in enumerate(("L", "CMYK", "L", "CMYK")):
+        paths.append(tmp_path / f"{mode}_{index}.jpg")
+        cells.load(index).convert(mode).save(paths[-1], quality=90)
+    images = ImageList(cells.class_names, cells.labels[:4], paths=paths)
+    cfg = load_config(None, ELPV)
+    dataset = EncodedImageDataset(images, Planner(cfg.data.transforms, "bilinear", False), 0)
+    assert [dataset[(0, i)][0].jpeg for i in range(4)] == [True, False, True, False]  # CMYK: PIL in the worker
+    for train in (False, True):
+        expected, decoded = both_paths(images, [], train)
+        assert (expected.int() - decoded.int()).abs().max() <= 2
+
+
 def test_a_corrupt_jpeg_is_named(elpv_jpegs, tmp_path):
     _, jpegs = elpv_jpegs
     data = jpegs.paths[0].read_bytes()
