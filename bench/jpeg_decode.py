@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from rounds import alternate, median_ratio
 
 BASE = ["data.name=elpv", "model.name=tf_efficientnet_lite0", "strategy.name=partial"]
 
@@ -98,20 +99,22 @@ def main() -> None:
         arms = {"workers: PIL decode (default)": arm(), "device: decode_jpeg": arm("data.jpeg_decode=device")}
         for run in arms.values():  # warm-up: worker start, page cache, CUDA context and nvJPEG handles
             run()
-        speeds = {name: [] for name in arms}
-        for round_ in range(args.repeats):
-            names = list(arms)[round_ % 2:] + list(arms)[:round_ % 2]  # alternate which goes first
-            for name in names:
+
+        def timed(run):
+            def images_per_second() -> float:
                 started = time.perf_counter()
-                arms[name]()
-                speeds[name].append(args.images / (time.perf_counter() - started))
-        ratios = [d / w for d, w in zip(speeds["device: decode_jpeg"], speeds["workers: PIL decode (default)"])]
+                run()
+                return args.images / (time.perf_counter() - started)
+            return images_per_second
+
+        speeds = alternate({name: timed(run) for name, run in arms.items()}, args.repeats)
+        ratio = median_ratio(speeds["device: decode_jpeg"], speeds["workers: PIL decode (default)"])
         print(f"\n{size} px crops of {args.photo_size} x {args.photo_size * 3 // 4} JPEGs, {args.images} images, "
               f"batch {args.batch}, {args.workers} workers, device {device}, "
               f"{'training ' + args.model if args.model else 'no model'}, median of {args.repeats}")
         for name, values in speeds.items():
             print(f"  {name:32s} {statistics.median(values):8.1f} images/s")
-        print(f"  device / workers: {statistics.median(ratios):.2f}x")
+        print(f"  device / workers: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

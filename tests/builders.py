@@ -7,6 +7,7 @@ import gzip
 import struct
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 from PIL import Image
 from scipy.io import savemat
@@ -301,3 +302,14 @@ def history_rows(run_dir: Path) -> list[dict]:
     """A run's history.csv rows without its wall times (what two equal runs share)."""
     with (Path(run_dir) / "history.csv").open() as handle:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+class KillAtEpoch(L.Callback):
+    """Fails a run as a kill would, when epoch ``epoch`` starts (its checkpoints up to there are on disk)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("killed")

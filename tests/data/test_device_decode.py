@@ -17,7 +17,7 @@ from fgvc.data.transforms import build_transform, resolve_normalization
 from fgvc.errors import ConfigError, DataError
 from fgvc.train.run import resume, train
 
-import lightning as L
+from builders import KillAtEpoch
 from builders import history_rows as history
 
 ELPV = ["data.name=elpv", "data.transforms.resize=146", "data.transforms.crop=128",
@@ -126,15 +126,6 @@ def test_a_corrupt_jpeg_is_named(elpv_jpegs, tmp_path):
 def test_what_the_device_path_cannot_run_is_refused_by_name(overrides, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_config(None, ELPV + overrides)
-
-
-class KillAtEpoch(L.Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("killed")
 
 
 @pytest.fixture

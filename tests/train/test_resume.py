@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import lightning as L
 import pytest
-from builders import write_colour_config
+from builders import KillAtEpoch, write_colour_config
 
 from fgvc.config import load_config
 from fgvc.runfolder import RunFolder
@@ -26,15 +25,6 @@ STRATEGIES = {
     "attention": VIT + ["optim.lr=0.003"],
     "lora": VIT + ["optim.lr=0.01", "strategy.lora_rank=4"],
 }
-
-
-class KillAtEpoch(L.Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("killed")
 
 
 def history(run_dir):
