@@ -97,3 +97,20 @@ def test_step_multistep_restarts_plateau_onecycle():
     assert plateau[-1] < 1.0  # constant metric: no improvement, lr reduced
     onecycle = _lrs(ScheduleConfig(name="onecycle", warmup_epochs=1), epochs=4)
     assert onecycle[0] < 0.1 and max(onecycle) == pytest.approx(1.0, rel=1e-2) and min(onecycle[-3:]) < 0.01
+
+
+def test_a_restored_plateau_scheduler_counts_the_epochs_that_did_not_improve():
+    def plateau():
+        optimizer = torch.optim.SGD(model().parameters(), lr=1.0)
+        config = build_scheduler(optimizer, ScheduleConfig(name="plateau", patience=2, gamma=0.5), 10, 5, "val/loss")
+        return optimizer, config["scheduler"]
+
+    optimizer, scheduler = plateau()
+    for epoch, loss in enumerate([1.0, 1.0, 1.0]):  # one best epoch, then two that did not improve
+        step_timm_scheduler(scheduler, "epoch", 0, epoch, metric=loss)
+    restored_optimizer, restored = plateau()
+    restored_optimizer.load_state_dict(optimizer.state_dict())
+    restored.load_state_dict(scheduler.state_dict())
+    for sched, opt in ((scheduler, optimizer), (restored, restored_optimizer)):
+        step_timm_scheduler(sched, "epoch", 0, 3, metric=1.0)  # the third: patience 2 is used up
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.5)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import torch
 from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
+from timm.scheduler import PlateauLRScheduler, create_scheduler_v2
 from torch import nn
 
 from fgvc.config import OptimConfig, ScheduleConfig, StrategyConfig
@@ -97,6 +97,20 @@ def build_optimizer(groups: list[dict[str, Any]], optim: OptimConfig) -> torch.o
     return optimizer
 
 
+class ResumablePlateauLRScheduler(PlateauLRScheduler):
+    """timm's plateau scheduler with all of torch's ReduceLROnPlateau state in its state_dict. timm's
+    own keeps only ``best`` and ``last_epoch``, so a resumed run forgot how many epochs had not improved
+    (and the cooldown) and cut the learning rate later than the uninterrupted run."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "reduce_on_plateau": self.lr_scheduler.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if "reduce_on_plateau" in state_dict:  # checkpoints written before this class have only timm's part
+            self.lr_scheduler.load_state_dict(state_dict["reduce_on_plateau"])
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, epochs: int, steps_per_epoch: int, monitor: str
 ) -> Optional[dict[str, Any]]:
@@ -147,6 +161,8 @@ def build_scheduler(
     elif cfg.name == "plateau":
         kwargs.update(patience_epochs=cfg.patience, plateau_mode="min" if "loss" in monitor else "max")
     scheduler, _ = create_scheduler_v2(optimizer, **kwargs)
+    if isinstance(scheduler, PlateauLRScheduler):
+        scheduler.__class__ = ResumablePlateauLRScheduler  # same object, fuller state_dict
     config = {"scheduler": scheduler, "interval": "step" if per_step else "epoch"}
     if not per_step:
         config["monitor"] = monitor
