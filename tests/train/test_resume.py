@@ -1,7 +1,6 @@
 """Resume is exact: a run killed after an epoch and resumed ends where the uninterrupted run ends, for
 every strategy, with EMA on and off, with data-loader worker processes (they prefetch at creation)."""
 
-import csv
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from builders import KillAtEpoch, write_colour_config
+from builders import history_rows as history
 
 from fgvc.config import load_config
 from fgvc.runfolder import RunFolder
@@ -25,11 +25,6 @@ STRATEGIES = {
     "attention": VIT + ["optim.lr=0.003"],
     "lora": VIT + ["optim.lr=0.01", "strategy.lora_rank=4"],
 }
-
-
-def history(run_dir):
-    with (Path(run_dir) / "history.csv").open() as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
 
 
 @pytest.mark.parametrize("ema", [False, True], ids=["no-ema", "ema"])
