@@ -81,8 +81,8 @@ def test_pngs_and_boxes_take_the_same_device_path(elpv_jpegs):
     boxes = [[10.4, 20.0, 200.0, 180.6] if i % 3 else [250.0, 0.0, 120.0, 120.0] for i in range(len(cells))]
     for files in (cells, jpegs):  # PNGs are decoded by PIL in the workers; JPEGs on the device
         boxed = ImageList(files.class_names, files.labels, paths=files.paths, boxes=boxes)
-        for train in (False, True):
-            expected, decoded = both_paths(boxed, [], train)
+        for is_train in (False, True):
+            expected, decoded = both_paths(boxed, [], is_train)
             assert (expected.int() - decoded.int()).abs().max() <= 2
 
 
@@ -96,8 +96,8 @@ def test_grey_and_cmyk_jpegs_are_read_as_pil_reads_them(elpv_jpegs, tmp_path):
     cfg = load_config(None, ELPV)
     dataset = EncodedImageDataset(images, Planner(cfg.data.transforms, "bilinear", False), 0)
     assert [dataset[(0, i)][0].jpeg for i in range(4)] == [True, False, True, False]  # CMYK: PIL in the worker
-    for train in (False, True):
-        expected, decoded = both_paths(images, [], train)
+    for is_train in (False, True):
+        expected, decoded = both_paths(images, [], is_train)
         assert (expected.int() - decoded.int()).abs().max() <= 2
 
 

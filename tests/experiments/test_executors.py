@@ -11,7 +11,6 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from fgvc.cli import app
 from fgvc.config import load_config
 from fgvc.errors import ConfigError, FgvcError
 from fgvc.experiments.executors import LocalExecutor, executor_settings, make_executor

@@ -29,7 +29,7 @@ from torchvision.transforms.v2 import functional as F
 
 from fgvc.config import TransformConfig
 from fgvc.data.datamodule import mix_seed, seed_everything_quietly
-from fgvc.data.images import ImageList, decode_image
+from fgvc.data.images import ImageList
 from fgvc.errors import DataError
 
 JPEG_MAGIC = b"\xff\xd8\xff"

@@ -46,8 +46,6 @@ def match_storage(synthetic: ImageList, real: ImageList) -> ImageList:
     (Fashion-MNIST) they are decoded into pixel arrays of the real images' shape."""
     if real.pixels is None:
         return synthetic
-    from PIL import Image
-
     shape = real.pixels.shape[1:]
     mode = "L" if len(shape) == 2 else "RGB"
     arrays = []
