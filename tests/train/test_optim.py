@@ -72,8 +72,10 @@ def _lrs(schedule: ScheduleConfig, epochs=4, steps=5):
             scheduler.step()
         elif interval == "step":
             step_timm_scheduler(scheduler, "step", step, step // steps)
-        elif step % steps == 0:
-            step_timm_scheduler(scheduler, "epoch", step, step // steps - 1, metric=0.5)
+        else:  # as Classifier does: the per-step part (plateau's warmup) every step, the rest per epoch
+            step_timm_scheduler(scheduler, "step", step, step // steps)
+            if step % steps == 0:
+                step_timm_scheduler(scheduler, "epoch", step, step // steps - 1, metric=0.5)
         lrs.append(optimizer.param_groups[0]["lr"])
     return lrs
 
@@ -95,6 +97,10 @@ def test_step_multistep_restarts_plateau_onecycle():
     assert restarts[9] < 0.1 and restarts[10] == pytest.approx(1.0)  # restart after 2 epochs (10 steps)
     plateau = _lrs(ScheduleConfig(name="plateau", patience=0, gamma=0.5), epochs=4)
     assert plateau[-1] < 1.0  # constant metric: no improvement, lr reduced
+    warm = _lrs(ScheduleConfig(name="plateau", patience=1, gamma=0.5, warmup_epochs=0.5, warmup_lr_init=0.0),
+                epochs=4, steps=4)  # half an epoch of warmup = 2 steps, then the base lr until the plateau cuts it
+    assert warm[:4] == pytest.approx([0.0, 0.5, 1.0, 1.0]) and warm[8] == pytest.approx(1.0)
+    assert warm[-1] == pytest.approx(0.5)
     onecycle = _lrs(ScheduleConfig(name="onecycle", warmup_epochs=1), epochs=4)
     assert onecycle[0] < 0.1 and max(onecycle) == pytest.approx(1.0, rel=1e-2) and min(onecycle[-3:]) < 0.01
 
@@ -114,3 +120,14 @@ def test_a_restored_plateau_scheduler_counts_the_epochs_that_did_not_improve():
     for sched, opt in ((scheduler, optimizer), (restored, restored_optimizer)):
         step_timm_scheduler(sched, "epoch", 0, 3, metric=1.0)  # the third: patience 2 is used up
         assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+
+
+def test_a_run_on_the_plateau_schedule_warms_up_within_the_first_epoch(tiny_overrides):
+    from builders import history_rows
+
+    from fgvc.config import load_config
+    from fgvc.train.run import train
+
+    result = train(load_config(None, tiny_overrides + [
+        "schedule.name=plateau", "schedule.warmup_epochs=0.5", "schedule.warmup_lr_init=0.000001"]), progress=False)
+    assert [float(row["lr"]) for row in history_rows(result.run_dir)] == pytest.approx([0.01, 0.01])

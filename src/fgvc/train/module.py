@@ -171,6 +171,12 @@ class Classifier(L.LightningModule):
     def monitor(self) -> str:
         return self.cfg.train.monitor
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self._scheduler_interval == "epoch":  # the plateau schedule: stepped per epoch, warmed up per step
+            for config in self.trainer.lr_scheduler_configs:
+                if isinstance(config.scheduler, TimmScheduler):
+                    step_timm_scheduler(config.scheduler, "step", self.global_step, self.current_epoch)
+
     def lr_scheduler_step(self, scheduler, metric) -> None:
         if isinstance(scheduler, TimmScheduler):
             step_timm_scheduler(scheduler, self._scheduler_interval, self.global_step, self.current_epoch, metric)

@@ -7,6 +7,7 @@ Each group's ``lr`` already holds its scale, so every scheduler treats groups al
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import torch
@@ -97,10 +98,37 @@ def build_optimizer(groups: list[dict[str, Any]], optim: OptimConfig) -> torch.o
     return optimizer
 
 
-class ResumablePlateauLRScheduler(PlateauLRScheduler):
-    """timm's plateau scheduler with all of torch's ReduceLROnPlateau state in its state_dict. timm's
-    own keeps only ``best`` and ``last_epoch``, so a resumed run forgot how many epochs had not improved
-    (and the cooldown) and cut the learning rate later than the uninterrupted run."""
+class PlateauWithWarmup(PlateauLRScheduler):
+    """timm's plateau scheduler, fixed in two ways.
+
+    Warmup per optimizer step: timm's steps a plateau schedule per epoch only, so a warmup shorter than
+    an epoch (e.g. half an epoch) never reached the base learning rate: the run stayed at the warmup's
+    first value. Here ``step_update`` ramps it linearly over ``warmup_updates`` steps, and the plateau
+    logic starts once the warmup is over.
+
+    Resumable: timm's state_dict keeps only ``best`` and ``last_epoch``, so a resumed run forgot how
+    many epochs had not improved (and the cooldown) and cut the learning rate later than the
+    uninterrupted run; this one saves torch's whole ReduceLROnPlateau state."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_updates: int, updates_per_epoch: int,
+                 warmup_lr_init: float, **plateau: Any):
+        with warnings.catch_warnings():  # its deprecation names the lost state, which this class keeps
+            warnings.filterwarnings("ignore", message=".*PlateauLRScheduler is deprecated.*")
+            super().__init__(optimizer, warmup_t=0, **plateau)
+        self.warmup_updates, self.updates_per_epoch = warmup_updates, updates_per_epoch
+        self.warmup_lr_init = warmup_lr_init
+        if warmup_updates:
+            self.update_groups([warmup_lr_init for _ in self.base_values])
+
+    def step_update(self, num_updates: int, metric: Optional[float] = None) -> None:
+        if self.warmup_updates and num_updates <= self.warmup_updates:
+            fraction = num_updates / self.warmup_updates
+            self.update_groups([self.warmup_lr_init + (base - self.warmup_lr_init) * fraction
+                                for base in self.base_values])
+
+    def step(self, epoch: int, metric: Optional[float] = None) -> None:
+        if epoch * self.updates_per_epoch >= self.warmup_updates:  # the plateau logic starts after warmup
+            super().step(epoch, metric)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "reduce_on_plateau": self.lr_scheduler.state_dict()}
@@ -128,9 +156,15 @@ def build_scheduler(
             pct_start=min(0.9, max(cfg.warmup_epochs / epochs, 1 / total_steps)) if cfg.warmup_epochs else 0.3,
         )
         return {"scheduler": scheduler, "interval": "step"}
-    per_step = cfg.name != "plateau"
+    if cfg.name == "plateau":
+        scheduler = PlateauWithWarmup(
+            optimizer, warmup_updates=round(cfg.warmup_epochs * steps_per_epoch), updates_per_epoch=steps_per_epoch,
+            warmup_lr_init=cfg.warmup_lr_init, decay_rate=cfg.gamma, patience_t=cfg.patience, lr_min=cfg.min_lr,
+            mode="min" if "loss" in monitor else "max")
+        # stepped per epoch on the monitored value; its warmup moves per step (Classifier.on_train_batch_end)
+        return {"scheduler": scheduler, "interval": "epoch", "monitor": monitor}
     timm_name = {"none": "step", "step": "step", "multistep": "multistep", "cosine": "cosine",
-                 "cosine_restarts": "cosine", "plateau": "plateau"}[cfg.name]
+                 "cosine_restarts": "cosine"}[cfg.name]
     kwargs: dict[str, Any] = dict(
         sched=timm_name,
         num_epochs=epochs,
@@ -139,7 +173,7 @@ def build_scheduler(
         warmup_prefix=cfg.name in ("cosine", "cosine_restarts"),
         min_lr=cfg.min_lr,
         cooldown_epochs=0,
-        step_on_epochs=not per_step,
+        step_on_epochs=False,
         updates_per_epoch=steps_per_epoch,
         decay_rate=cfg.gamma,
     )
@@ -158,15 +192,8 @@ def build_scheduler(
         # timm's cosine with cycles: the schedule restarts every restart_epochs
         kwargs.update(num_epochs=cfg.restart_epochs, cycle_limit=max(1, -(-epochs // cfg.restart_epochs)),
                       cycle_decay=1.0)
-    elif cfg.name == "plateau":
-        kwargs.update(patience_epochs=cfg.patience, plateau_mode="min" if "loss" in monitor else "max")
     scheduler, _ = create_scheduler_v2(optimizer, **kwargs)
-    if isinstance(scheduler, PlateauLRScheduler):
-        scheduler.__class__ = ResumablePlateauLRScheduler  # same object, fuller state_dict
-    config = {"scheduler": scheduler, "interval": "step" if per_step else "epoch"}
-    if not per_step:
-        config["monitor"] = monitor
-    return config
+    return {"scheduler": scheduler, "interval": "step"}
 
 
 def step_timm_scheduler(scheduler, interval: str, global_step: int, epoch: int, metric=None) -> None:
