@@ -159,7 +159,8 @@ def test_ctrl_c_stops_the_ray_runs_and_says_what_is_on_disk(tiny_overrides, tmp_
 
     args = [str(Path(sys.executable).parent / "fgvc"), "repeat", str(tmp_path / "exp.yaml"), "--seeds", "2",
             "--out", str(tmp_path / "g"), "--executor", "ray"]
-    for item in tiny_overrides + ["train.epochs=30"]:
+    # long enough that neither run can finish before both have a checkpoint (Ray may start one late)
+    for item in tiny_overrides + ["train.epochs=300"]:
         args += ["--set", item]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 180
