@@ -94,13 +94,6 @@ class EncodedSample:
     name: str
 
 
-def _pil_box(box: Sequence[float]) -> tuple[int, int, int, int]:
-    """A bounding box (x, y, w, h) as the (top, left, height, width) that PIL's crop in ImageList.load cuts."""
-    x, y, w, h = (float(v) for v in box)
-    left, top = int(x), int(y)
-    return top, left, int(round(y + h)) - top, int(round(x + w)) - left
-
-
 class EncodedImageDataset(Dataset):
     """(EncodedSample, label) pairs; each sample's plan is seeded by (seed, epoch, index) like
     :class:`fgvc.data.datamodule.SeededImageDataset`'s augmentation."""
@@ -118,7 +111,10 @@ class EncodedImageDataset(Dataset):
         data = images.content_bytes(index)
         header = _jpeg_header(data) if images.paths is not None else None
         if header is not None:
-            box = _pil_box(images.boxes[index]) if images.boxes is not None else None
+            box = None
+            if images.boxes is not None:  # as (top, left, height, width), the same pixels PIL's crop keeps
+                left, top, right, bottom = images.crop_box(index)
+                box = (top, left, bottom - top, right - left)
             sample = EncodedSample(torch.frombuffer(bytearray(data), dtype=torch.uint8), True,
                                    self.planner.plan(*header, box), name)
         else:  # decoded here by PIL (box already cut), then the same device path

@@ -161,9 +161,13 @@ class ImageList:
         else:
             image = Image.fromarray(np.asarray(self.pixels[index])).convert("RGB")
         if self.boxes is not None:
-            x, y, w, h = (float(v) for v in self.boxes[index])
-            image = image.crop((int(x), int(y), int(round(x + w)), int(round(y + h))))
+            image = image.crop(self.crop_box(index))
         return image
+
+    def crop_box(self, index: int) -> tuple[int, int, int, int]:
+        """The image's bounding box (x, y, w, h) as the (left, top, right, bottom) pixels its crop keeps."""
+        x, y, w, h = (float(v) for v in self.boxes[index])
+        return int(x), int(y), int(round(x + w)), int(round(y + h))
 
     def load(self, index: int) -> Image.Image:
         """The image as RGB (cropped to its box when there is one)."""
