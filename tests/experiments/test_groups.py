@@ -52,6 +52,29 @@ def test_repeat_resumes_a_killed_member(tiny_overrides, tmp_path):
     assert (group / "seed-5" / "metrics.json").is_file()
 
 
+def test_a_member_is_not_reused_or_resumed_with_another_config(tiny_overrides, tmp_path):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    group = tmp_path / "g"
+    repeat(cfg, [5], group, log=quiet)
+    stamp = (group / "seed-5" / "metrics.json").stat().st_mtime_ns
+    other = load_config(None, tiny_overrides + ["train.epochs=1", "optim.lr=0.5"])
+    with pytest.raises(FgvcError, match=r"seed-5 was trained with another config \(optim.lr: 0.01 there, 0.5 now\)"):
+        repeat(other, [5], group, log=quiet)
+    (group / "seed-5" / "metrics.json").unlink()  # killed after its checkpoints: resuming is refused too
+    with pytest.raises(FgvcError, match="trained with another config"):
+        repeat(other, [5], group, log=quiet)
+    assert (group / "seed-5" / "checkpoints" / "last.ckpt").is_file()  # nothing was deleted
+    # where the run writes and how it is fed are not part of what it learnt
+    same = load_config(None, tiny_overrides + ["train.epochs=1", "data.num_workers=1", "train.loggers=[csv]"])
+    repeat(same, [5], group, log=quiet)
+    assert (group / "seed-5" / "metrics.json").stat().st_mtime_ns != stamp  # resumed and finished
+    (tmp_path / "exp.yaml").write_text("seed: 0\n")
+    result = runner.invoke(app, ["repeat", str(tmp_path / "exp.yaml"), "--seeds", "5,", "--out", str(group), *[
+        a for o in tiny_overrides + ["train.epochs=1", "train.batch_size=3"] for a in ("--set", o)]])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "train.batch_size" in result.output and "another --out" in result.output
+
+
 def test_parse_seeds():
     assert parse_seeds("3", 10) == [10, 11, 12]
     assert parse_seeds("1,7, 42", 0) == [1, 7, 42]

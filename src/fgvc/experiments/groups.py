@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from fgvc.config import ExperimentConfig, apply_overrides, validate_config
+from fgvc.config import ExperimentConfig, apply_overrides, load_config, validate_config
 from fgvc.evaluate.metrics import headline
 from fgvc.evaluate.stats import describe, few_runs_warning
 from fgvc.errors import FgvcError
@@ -21,11 +21,47 @@ from fgvc.runfolder import RunFolder
 from fgvc.train.run import resume, train
 
 SPLITS = ("val", "test")
+# config keys that say where a run writes or how it is fed, not what it learns: a member is reused
+# even when they differ (a group moved to another folder, more loader workers, another logger)
+NOT_COMPARED = ("output", "executor", "data.num_workers", "data.cache_dir", "train.loggers", "train.mlflow_uri")
 
 
 def member_config(base: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     raw = base.model_dump(mode="json")
     return validate_config(apply_overrides(raw, overrides), source="member config")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(cfg: ExperimentConfig, run_dir: Path) -> list[tuple[str, Any, Any]]:
+    """(key, value in run_dir's config.yaml, value in ``cfg``) for every key that changes what is learnt."""
+    theirs = _flat(load_config(RunFolder(run_dir).config_file).model_dump(mode="json"))
+    ours = _flat(cfg.model_dump(mode="json"))
+    compared = [k for k in dict.fromkeys([*ours, *theirs])
+                if not any(k == skip or k.startswith(skip + ".") for skip in NOT_COMPARED)]
+    return [(k, theirs.get(k), ours.get(k)) for k in compared if theirs.get(k) != ours.get(k)]
+
+
+def check_member_config(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Refuse to reuse or resume a member that was trained with another config (a group folder given
+    to another recipe would otherwise mix two recipes' runs in one summary)."""
+    if not RunFolder(run_dir).config_file.is_file():
+        return
+    diffs = config_differences(cfg, run_dir)
+    if diffs:
+        key, theirs, ours = diffs[0]
+        more = f" and {len(diffs) - 1} more key(s)" if len(diffs) > 1 else ""
+        raise FgvcError(f"{run_dir} was trained with another config ({key}: {theirs!r} there, {ours!r} now{more}); "
+                        f"a member is reused only with its own config: choose another --out, or delete {run_dir} "
+                        "to train it again")
 
 
 def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
@@ -35,6 +71,8 @@ def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
     ``label`` names the member in messages (default: its folder name); ``callbacks`` and ``evaluate``
     go to the training (a search's trials report to Ray Tune and are evaluated on val only)."""
     folder, label = RunFolder(run_dir), label or Path(run_dir).name
+    if folder.metrics_file.is_file() or folder.last_checkpoint.is_file():
+        check_member_config(cfg, run_dir)
     if folder.metrics_file.is_file():
         log(f"{label}: finished earlier, reused")
         return folder.metrics()

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 from fgvc.config.schema import ExecutorConfig
 from fgvc.errors import FgvcError, RunStopped
 from fgvc.experiments.executors import Log, MemberJob
+from fgvc.experiments.groups import check_member_config
 from fgvc.runfolder import RunFolder
 
 INSTALL_HINT = "pip install 'fgvc[ray]'"
@@ -113,6 +114,8 @@ class RayExecutor:
         todo = []
         for index, job in enumerate(jobs):
             folder = RunFolder(job.run_dir)
+            if folder.metrics_file.is_file() or folder.last_checkpoint.is_file():
+                check_member_config(job.config, job.run_dir)  # here, not in a worker: one clear line
             if folder.metrics_file.is_file():  # nothing to send to a worker
                 log(f"{job.name}: finished earlier, reused")
                 results[index] = folder.metrics()
