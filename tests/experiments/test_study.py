@@ -95,6 +95,13 @@ def test_question_study_trains_shared_arms_once_and_writes_paired_tables(tiny_ov
     assert list(again["questions"]) == ["lr", "smoothing", "broken"]
     assert again["questions"]["lr"] == result["questions"]["lr"]
 
+    # the arms' groups hold seeds 1, 2 (and now 3): a question on seeds 2, 3 summarises and pairs those only
+    other = run_study(tmp_path / "plan", out=tmp_path / "out", only=["smoothing"], seeds=[2, 3],
+                      extra=tiny_overrides + ["train.epochs=1"], log=lines.append)["questions"]["smoothing"]
+    assert [a["seeds"] for a in other["arms"]] == [2, 2]
+    assert all(a["metrics"]["top1"]["n"] == 2 for a in other["arms"])
+    assert all(c["paired"] and c["n_a"] == c["n_b"] == 2 for c in other["comparisons"])
+
 
 def test_question_study_rejects_bad_plans_before_training(tiny_overrides, tmp_path):
     from fgvc.errors import FgvcError

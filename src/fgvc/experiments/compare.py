@@ -13,8 +13,9 @@ DEFAULT_METRICS = ("top1", "f1_macro", "auroc_macro", "ece")
 
 
 def compare_groups(groups: Sequence[Path], split: str = "test", metrics: Optional[Sequence[str]] = None,
-                   confidence: float = 0.95) -> list[tuple[str, str, Comparison, str]]:
-    """Each group against the first: [(A, B, comparison, verdict)] for every metric both have."""
+                   confidence: float = 0.95, keys: Optional[Sequence[int]] = None) -> list[tuple[str, str, Comparison, str]]:
+    """Each group against the first: [(A, B, comparison, verdict)] for every metric both have.
+    ``keys``: only these seeds (or folds) of each group (default: every finished member)."""
     if len(groups) < 2:
         raise FgvcError("compare needs at least two run groups")
     base = Path(groups[0])
@@ -22,7 +23,7 @@ def compare_groups(groups: Sequence[Path], split: str = "test", metrics: Optiona
     for other in groups[1:]:
         other = Path(other)
         for metric in metrics or DEFAULT_METRICS:
-            a, b = values(base, split, metric), values(other, split, metric)
+            a, b = values(base, split, metric, keys), values(other, split, metric, keys)
             if not a or not b:
                 continue
             try:

@@ -120,13 +120,14 @@ def member_key(group: dict[str, Any], name: str) -> int:
     return int(info.get("fold", info.get("seed", 0)))
 
 
-def values(group_dir: Path, split: str, metric: str) -> dict[int, float]:
-    """{seed or fold: value} of one metric over a group's finished members."""
+def values(group_dir: Path, split: str, metric: str, keys: Optional[Sequence[int]] = None) -> dict[int, float]:
+    """{seed or fold: value} of one metric over a group's finished members (those of ``keys`` only, if given)."""
     group = read_group(group_dir)
     out = {}
     for name, metrics in member_metrics(group_dir).items():
-        if split in metrics and metric in metrics[split]:
-            out[member_key(group, name)] = float(metrics[split][metric])
+        key = member_key(group, name)
+        if split in metrics and metric in metrics[split] and (keys is None or key in keys):
+            out[key] = float(metrics[split][metric])
     return out
 
 

@@ -94,7 +94,7 @@ def arm_config(folder: Path, plan: StudyPlan, question: Question, overrides: Seq
 
 def _arm_result(group: Path, summary: dict, name: str, overrides: Sequence[str], cfg: ExperimentConfig, split: str,
                 metrics: Sequence[str], profile: bool) -> dict:
-    finished = member_metrics(group)
+    finished = {n: m for n, m in member_metrics(group).items() if n in summary["members"]}
     seconds = [m["train_seconds"] for m in finished.values() if "train_seconds" in m]
     result = {
         "arm": name, "overrides": list(overrides), "group": str(group), "seeds": len(finished),
@@ -123,7 +123,9 @@ def run_question(folder: Path, plan: StudyPlan, question: Question, out: Path, s
         cfgs[name] = arm_config(folder, plan, question, question.arms[name], extra)
         groups[name], arm_jobs = plan_repeat(cfgs[name], seeds, out / "arms" / arm_dir_name(base, question.arms[name]),
                                              label=f"{question.name}: {name}")
-        jobs.append(arm_jobs)
+        # an arm's group may hold more seeds (another question's, a 10-seed repeat of the reference):
+        # every arm of a question is trained and summarised over the question's seeds only
+        jobs.append([job for job in arm_jobs if job.config.seed in set(seeds)])
     (executor or LocalExecutor()).run([job for arm_jobs in jobs for job in arm_jobs], log=log)
     arms = []
     for name, arm_jobs in zip(order, jobs):
@@ -133,7 +135,7 @@ def run_question(folder: Path, plan: StudyPlan, question: Question, out: Path, s
     groups = list(groups.values())
     names = {str(g.name): a["arm"] for g, a in zip(groups, arms)}
     comparisons = []
-    for a, b, comparison, _ in compare_groups(groups, split, plan.metrics):
+    for a, b, comparison, _ in compare_groups(groups, split, plan.metrics, keys=list(seeds)):
         comparisons.append({"a": names[a], "b": names[b], **comparison.to_dict()})
     return {"name": question.name, "title": question.title, "reference": question.reference,
             "split": split, "seeds": list(seeds), "arms": arms, "comparisons": comparisons}
