@@ -80,7 +80,7 @@ class EpochSampler(Sampler):
 class SeededImageDataset(Dataset):
     """(image, label) pairs; the augmentation of sample i in epoch e is seeded by (seed, e, i)."""
 
-    def __init__(self, images: ImageList, transform: Callable, seed: int):
+    def __init__(self, images: ImageList, transform: Optional[Callable], seed: int):
         self.images, self.transform, self.seed = images, transform, seed
 
     def __len__(self) -> int:
@@ -89,8 +89,11 @@ class SeededImageDataset(Dataset):
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         seed_everything_quietly(mix_seed(self.seed, epoch, index))
-        image = self.transform(self.images.load(index))
-        return image, int(self.images.labels[index])
+        return self.sample(index), int(self.images.labels[index])
+
+    def sample(self, index: int):
+        """What the loader hands over for image ``index`` (the global RNGs are already seeded)."""
+        return self.transform(self.images.load(index))
 
 
 class FgvcDataModule(L.LightningDataModule):

@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data.transforms import RandomResizedCropAndInterpolation
-from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from fgvc.config import TransformConfig
-from fgvc.data.datamodule import mix_seed, seed_everything_quietly
+from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
 from fgvc.errors import DataError
 
@@ -94,19 +93,15 @@ class EncodedSample:
     name: str
 
 
-class EncodedImageDataset(Dataset):
-    """(EncodedSample, label) pairs; each sample's plan is seeded by (seed, epoch, index) like
-    :class:`fgvc.data.datamodule.SeededImageDataset`'s augmentation."""
+class EncodedImageDataset(SeededImageDataset):
+    """(EncodedSample, label) pairs; each sample's plan is seeded by (seed, epoch, index), as the
+    PIL pipeline's augmentation is."""
 
     def __init__(self, images: ImageList, planner: Planner, seed: int):
-        self.images, self.planner, self.seed = images, planner, seed
+        super().__init__(images, transform=None, seed=seed)
+        self.planner = planner
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, key):
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        seed_everything_quietly(mix_seed(self.seed, epoch, index))
+    def sample(self, index: int) -> "EncodedSample":
         images, name = self.images, self.images.key(index)
         data = images.content_bytes(index)
         header = _jpeg_header(data) if images.paths is not None else None
@@ -121,7 +116,7 @@ class EncodedImageDataset(Dataset):
             pixels = np.asarray(images.image_from_bytes(index, data), dtype=np.uint8)
             plan = self.planner.plan(pixels.shape[1], pixels.shape[0], None)
             sample = EncodedSample(torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous(), False, plan, name)
-        return sample, int(images.labels[index])
+        return sample
 
 
 def _jpeg_header(data: bytes) -> Optional[tuple[int, int]]:
