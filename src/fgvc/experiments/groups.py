@@ -52,8 +52,10 @@ def config_differences(cfg: ExperimentConfig, run_dir: Path) -> list[tuple[str, 
 
 def check_member_config(cfg: ExperimentConfig, run_dir: Path) -> None:
     """Refuse to reuse or resume a member that was trained with another config (a group folder given
-    to another recipe would otherwise mix two recipes' runs in one summary)."""
-    if not RunFolder(run_dir).config_file.is_file():
+    to another recipe would otherwise mix two recipes' runs in one summary). A member with neither
+    metrics nor a checkpoint has nothing to reuse and is not checked."""
+    folder = RunFolder(run_dir)
+    if not folder.config_file.is_file() or not (folder.metrics_file.is_file() or folder.last_checkpoint.is_file()):
         return
     diffs = config_differences(cfg, run_dir)
     if diffs:
@@ -71,8 +73,7 @@ def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
     ``label`` names the member in messages (default: its folder name); ``callbacks`` and ``evaluate``
     go to the training (a search's trials report to Ray Tune and are evaluated on val only)."""
     folder, label = RunFolder(run_dir), label or Path(run_dir).name
-    if folder.metrics_file.is_file() or folder.last_checkpoint.is_file():
-        check_member_config(cfg, run_dir)
+    check_member_config(cfg, run_dir)
     if folder.metrics_file.is_file():
         log(f"{label}: finished earlier, reused")
         return folder.metrics()

@@ -114,8 +114,7 @@ class RayExecutor:
         todo = []
         for index, job in enumerate(jobs):
             folder = RunFolder(job.run_dir)
-            if folder.metrics_file.is_file() or folder.last_checkpoint.is_file():
-                check_member_config(job.config, job.run_dir)  # here, not in a worker: one clear line
+            check_member_config(job.config, job.run_dir)  # here, not in a worker: one clear line
             if folder.metrics_file.is_file():  # nothing to send to a worker
                 log(f"{job.name}: finished earlier, reused")
                 results[index] = folder.metrics()
