@@ -123,3 +123,26 @@ def test_question_study_rejects_bad_plans_before_training(tiny_overrides, tmp_pa
         assert "no question 'losses'" in str(exc) and "lr, smoothing" in str(exc)
     else:
         raise AssertionError("an unknown question must be an error")
+
+
+def test_gradual_unfreezing_is_profiled_at_its_last_epoch_and_shows_where_it_starts(tiny_overrides):
+    from fgvc.experiments.study import profile
+    from fgvc.report.tables import question_markdown
+
+    gradual = profile(load_config(None, tiny_overrides + ["strategy.name=gradual", "strategy.unfreeze_every=1",
+                                                          "train.epochs=3"]), 4)
+    partial_2 = profile(load_config(None, tiny_overrides + ["strategy.name=partial", "strategy.unfreeze_last=2"]), 4)
+    linear = profile(load_config(None, tiny_overrides + ["strategy.name=linear"]), 4)
+    # epoch 2 of 3 with a stage every epoch: the top two stages and the head, as partial_2 trains throughout
+    assert gradual["trainable_params"] == partial_2["trainable_params"] > linear["trainable_params"]
+    assert gradual["trainable_params_at_start"] == linear["trainable_params"]
+    assert gradual["param_grad_optimizer_bytes"] == partial_2["param_grad_optimizer_bytes"]
+    assert "trainable_params_at_start" not in partial_2
+    metrics = {"top1": {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 2}}
+    table = question_markdown({"title": "Freeze?", "split": "test", "seeds": [1, 2], "reference": "partial",
+                               "comparisons": [], "arms": [
+                                   {"arm": "partial", "overrides": [], "metrics": metrics, **partial_2},
+                                   {"arm": "gradual", "overrides": ["strategy.name=gradual"], "metrics": metrics,
+                                    **gradual}]})
+    assert f"| {linear['trainable_params']:,} -> {partial_2['trainable_params']:,} |" in table
+    assert "gradual unfreezing: at its last epoch" in table

@@ -15,6 +15,7 @@ from fgvc.config import load_config
 from fgvc.data import load_data
 from fgvc.errors import FgvcError
 from fgvc.models.assembly import build_network
+from fgvc.models.strategies import unfreeze_stage_for_epoch
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.groups import member_metrics
 from fgvc.experiments.executors import Executor, LocalExecutor
@@ -23,13 +24,21 @@ from fgvc.models.summary import summarize
 
 
 def profile(cfg, num_classes: int) -> dict:
-    """Trainable / total parameters and memory of the config's model under its strategy."""
+    """Trainable / total parameters and memory of the config's model under its strategy.
+
+    Gradual unfreezing is profiled at its last epoch, where it trains most (and needs most memory);
+    ``trainable_params_at_start`` says what it trains first.
+    """
     model, _ = build_network(cfg, num_classes, pretrained=False)
+    start = {}
+    if cfg.strategy.name == "gradual":
+        start = {"trainable_params_at_start": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+        unfreeze_stage_for_epoch(model, cfg.strategy, cfg.train.epochs - 1)
     s = summarize(model, cfg.model.name, cfg.strategy.name, cfg.optim.name, batch_size=min(cfg.train.batch_size, 8),
                   image_size=cfg.data.transforms.crop)
     return {"total_params": s.total_params, "trainable_params": s.trainable_params,
             "param_grad_optimizer_bytes": s.param_bytes + s.grad_bytes + s.optimizer_bytes,
-            "activation_bytes_per_image": (s.activation_bytes or 0) // max(1, s.batch_size)}
+            "activation_bytes_per_image": (s.activation_bytes or 0) // max(1, s.batch_size), **start}
 
 
 def study(folder: Path, seeds: Sequence[int], out: Optional[Path] = None, split: str = "test",

@@ -71,10 +71,14 @@ def question_markdown(question: dict[str, Any], metrics: Optional[list[str]] = N
         cells += ["" if reference else difference(by_pair.get((arm["arm"], m))) for m in metrics]
         cells += [_minutes(arm.get("train_seconds"))]
         if profiled:
-            cells += [f"{arm.get('trainable_params', 0):,}", human_bytes(arm.get("memory_bytes"))]
+            start = arm.get("trainable_params_at_start")
+            trainable = f"{arm.get('trainable_params', 0):,}"
+            cells += [f"{start:,} -> {trainable}" if start is not None else trainable, human_bytes(arm.get("memory_bytes"))]
         lines.append("| " + " | ".join(cells) + " |")
     if profiled:
-        lines += ["", "Memory (est.): parameters + gradients + optimizer state + saved activations of one training batch."]
+        lines += ["", "Memory (est.): parameters + gradients + optimizer state + saved activations of one training batch"
+                      + (" (gradual unfreezing: at its last epoch; its trainable params read first epoch -> last)."
+                         if any("trainable_params_at_start" in a for a in arms) else ".")]
     return "\n".join(lines) + "\n"
 
 
