@@ -21,8 +21,10 @@ demo: $(STAMP)
 	$(BIN)/fgvc train $(DEMO)
 	@cat configs/demo_reference.txt
 
+# one pytest-xdist worker per core (at most 4); a test file stays on one worker, so its module
+# fixtures are built once
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 clean:
 	rm -rf runs .pytest_cache
