@@ -77,7 +77,7 @@ def answered_arms(docs: Path = DOCS) -> dict[str, dict[str, float]]:
         values["f1_macro"] /= 100
         key = tuple(values[m] for m in METRICS)
         if key not in {tuple(v[m] for m in METRICS) for v in arms.values()}:
-            arms[f"{section.split()[0].lower()}/{cells[0].strip('*')}"] = values
+            arms[f"{section.split()[0].lower().rstrip(':,')}/{cells[0].strip('*')}"] = values
     return arms
 
 
