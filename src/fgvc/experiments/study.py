@@ -15,7 +15,7 @@ from fgvc.config import load_config
 from fgvc.data import load_data
 from fgvc.errors import FgvcError
 from fgvc.models.assembly import build_network
-from fgvc.models.strategies import unfreeze_stage_for_epoch
+from fgvc.models.strategies import count_parameters, unfreeze_stage_for_epoch
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.groups import member_metrics
 from fgvc.experiments.executors import Executor, LocalExecutor
@@ -32,7 +32,7 @@ def profile(cfg, num_classes: int) -> dict:
     model, _ = build_network(cfg, num_classes, pretrained=False)
     start = {}
     if cfg.strategy.name == "gradual":
-        start = {"trainable_params_at_start": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+        start = {"trainable_params_at_start": count_parameters(model)[1]}
         unfreeze_stage_for_epoch(model, cfg.strategy, cfg.train.epochs - 1)
     s = summarize(model, cfg.model.name, cfg.strategy.name, cfg.optim.name, batch_size=min(cfg.train.batch_size, 8),
                   image_size=cfg.data.transforms.crop)
