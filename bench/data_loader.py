@@ -33,7 +33,7 @@ def main() -> None:
     from fgvc.data import load_data
     from fgvc.data.images import ImageDataset
     from fgvc.data.transforms import resolve_normalization
-    from fgvc.train.run import build_datamodule
+    from fgvc.train.engines.lightning import build_datamodule
 
     cache = tempfile.mkdtemp(prefix="fgvc-bench-decoded-")
     for size in args.sizes:

@@ -14,17 +14,23 @@ import tempfile
 import time
 
 from fgvc.config import load_config
-from fgvc.train.run import quiet_lightning, train
+from fgvc.train.quiet import quiet_lightning
+from fgvc.train.run import train
 
 
-def run_seeds(strategy: str, args, cache: str, out: str) -> tuple[float, list[float]]:
+# the probe on cached features, and the same head fine-tuned through the backbone every epoch
+ARMS = {"features": ["train.engine=probe", "probe={head: linear}"],
+        "linear": ["train.engine=lightning", "strategy.name=linear", "probe={}"]}
+
+
+def run_seeds(arm: str, args, cache: str, out: str) -> tuple[float, list[float]]:
     start = time.perf_counter()
     scores = []
     for seed in range(args.seeds):
         cfg = load_config("configs/demo.yaml", [
-            f"strategy.name={strategy}", f"seed={seed}", f"train.epochs={args.epochs}", "schedule.warmup_epochs=0",
+            *ARMS[arm], f"seed={seed}", f"train.epochs={args.epochs}", "schedule.warmup_epochs=0",
             f"data.transforms.crop={args.size}", f"data.transforms.resize={args.size + args.size // 8}",
-            f"data.cache_dir={cache}", f"output.dir={out}", f"output.name={strategy}-{seed}",
+            f"data.cache_dir={cache}", f"output.dir={out}", f"output.name={arm}-{seed}",
             "optim.lr=0.003",
         ])
         scores.append(train(cfg, progress=False).test["f1_macro"])

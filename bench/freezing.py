@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from fgvc.data import load_data
-from fgvc.experiments.questions import arm_config, load_plan
-from fgvc.train.run import quiet_lightning
+from fgvc.experiments.study import arm_config, load_plan
+from fgvc.train.quiet import quiet_lightning
 from rounds import alternate, median_ratio
 from train_step import fgvc_loop
 

@@ -71,7 +71,7 @@ def main() -> None:
     from fgvc.data.batches import BatchPreparation
     from fgvc.data.device_decode import EncodedBatch
     from fgvc.data.transforms import resolve_normalization
-    from fgvc.train.run import build_datamodule
+    from fgvc.train.engines.lightning import build_datamodule
 
     device = torch.device(args.device)
     folder = Path(tempfile.mkdtemp(prefix="fgvc-bench-jpeg-"))

@@ -37,7 +37,7 @@ def _worker(rank, world, cfg, cuts, port, steps, out):
     import torch.distributed as dist
 
     from fgvc.models.assembly import build_network
-    from fgvc.train.pipeline_run import build_rank
+    from fgvc.train.pipeline_stages import build_rank
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -70,7 +70,7 @@ def _worker(rank, world, cfg, cuts, port, steps, out):
 def pipeline_speed(cfg, cuts, steps) -> float:
     import torch.multiprocessing as mp
 
-    from fgvc.train.pipeline_run import free_port
+    from fgvc.train.pipeline_stages import free_port
 
     port = free_port()
     with tempfile.NamedTemporaryFile(suffix=".txt") as out:

@@ -26,7 +26,8 @@ from fgvc.data import ImageDataset, load_data
 from fgvc.data.transforms import build_transform, resolve_normalization
 from fgvc.evaluate.runs import build_network
 from fgvc.train.module import Classifier
-from fgvc.train.run import build_datamodule, quiet_lightning
+from fgvc.train.engines.lightning import build_datamodule
+from fgvc.train.quiet import quiet_lightning
 
 
 def config(args, *extra: str):

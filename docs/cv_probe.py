@@ -17,7 +17,7 @@ import torch
 from fgvc.config import load_config
 from fgvc.data import load_data
 from fgvc.experiments.cv_schemes import compare_schemes, fit_logreg
-from fgvc.train.feature_probe import ProbeFeatures
+from fgvc.train.engines.probe import ProbeFeatures
 
 
 def main() -> None:

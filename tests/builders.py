@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
+import signal
 import struct
 from pathlib import Path
 
@@ -313,3 +315,15 @@ class KillAtEpoch(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
             raise RuntimeError("killed")
+
+
+class SigkillAt(L.Callback):
+    """``kill -9`` of its own process after batch ``batch`` of epoch ``epoch``: a real kill at a point
+    known in advance (mid-epoch, data-loader workers prefetching, that epoch's checkpoint not written)."""
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)

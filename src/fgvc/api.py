@@ -1,7 +1,7 @@
-"""The small public API that the layers beside training (generate, and later export and the web demo)
-use: load a finished run, predict with it, claim and record a run folder, and the run-level pieces of
-the training engine (quiet Lightning, per-epoch reseeding and history). They never reach into
-``train.run`` or ``evaluate`` internals, so those can change freely."""
+"""The small public API for a user of a trained run, and for the layers that use trained runs
+(export, the web demo, the generators' label filter): load a finished run, predict with it, explain
+it, open an image the way training does. They never reach into ``evaluate`` internals, so those can
+change freely; training itself is :func:`fgvc.train.run.train`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,9 @@ import torch
 from fgvc.data.images import ImageList, decode_image, read_bytes
 from fgvc.evaluate.predict import predict_probs
 from fgvc.evaluate.runs import TrainedRun, load_trained
-from fgvc.runfolder import RunFolder, read_checkpoint
-from fgvc.train.callbacks import EpochReseed, EpochSummary
-from fgvc.train.run import quiet_lightning
+from fgvc.runfolder import RunFolder
 
-__all__ = ["RunFolder", "TrainedRun", "explain", "load_run", "open_image", "plain_model", "predict", "quiet_lightning",
-           "read_checkpoint", "run_callbacks"]
+__all__ = ["RunFolder", "TrainedRun", "explain", "load_run", "open_image", "plain_model", "predict"]
 
 
 def load_run(run_dir: Path | str, checkpoint: str = RunFolder.BEST) -> TrainedRun:
@@ -52,8 +49,3 @@ def explain(run: TrainedRun, pictures: list, method: str | None = None):
 
     method = choose_method(run, method)
     return (method, *explain_pictures(run, pictures, method))
-
-
-def run_callbacks(seed: int, folder: RunFolder) -> list:
-    """The callbacks every fgvc training loop uses: per-epoch reseeding (resume-exact) and history.csv."""
-    return [EpochReseed(seed), EpochSummary(folder.history_file)]

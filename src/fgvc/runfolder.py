@@ -1,7 +1,8 @@
-"""The run folder as one type: its layout, the atomic claim of a new folder, the header, the status,
-and readers for what other layers need (config, classes, metrics, predictions).
+"""The run folder as a type: its layout, the atomic claim of a new run folder, the header, the status,
+and readers for what other layers need (config, classes, metrics, predictions, checkpoints). The
+folders of many runs and of generated images are :mod:`fgvc.groupfolder`'s.
 
-RUN_DIR/
+RUN_DIR/               one run (RunFolder)
   run.json             status (running, finished, failed, stopped), reason, pid, times: the claim marker
   config.yaml          the resolved config (what `--resume`, `fgvc eval`, `explain` rebuild from)
   classes.json         class names, in label order
@@ -9,12 +10,15 @@ RUN_DIR/
   checkpoints/         best.ckpt, last.ckpt (Lightning), model.safetensors (plain weights, LoRA merged),
                        probe_head.pt (feature probe: the head alone)
   metrics.json         val and test metrics, parameter counts, weights report, timings
-  metrics_<split>.json, predictions_<split>.csv, confusion_matrix.png, report.html
-  explain/             overlays, explanations.csv, gallery.png
-  generator.json, samples/   generator runs (GAN, diffusion)
+  metrics_<split>.json, predictions_<split>.csv, confusion_matrix.png, reliability.png, report.html
+  README.md, config.json   the model card and timm's hub config
+  explain/             <image>_<method>.png overlays, explanations.csv, gallery.png
+  export/              model.onnx / model.pt, model.int8-<mode>.onnx, export.json
+  generator.json, samples/   generator runs (GAN, diffusion): samples/epoch_NNN.png, samples/latest.png
+  lr_find.png, data_verify.json, samples.png   `fgvc tune lr`, `fgvc data verify`, `fgvc data show`
 
-Every module that reads or writes one of these files goes through this type, so the layout is said
-once. This module imports nothing of fgvc but the errors, so every layer may use it.
+Every module that reads or writes one of these files goes through this type (or GroupFolder), so the
+layout is said once. This module imports nothing of fgvc but the errors, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -70,22 +74,33 @@ class RunFolder:
     WEIGHTS = "model.safetensors"
     PROBE_HEAD = "probe_head.pt"
     METRICS = "metrics.json"
+    SPLIT_METRICS = "metrics_{split}.json"
+    PREDICTIONS = "predictions_{split}.csv"
     CONFUSION = "confusion_matrix.png"
     RELIABILITY = "reliability.png"
-    GROUP_SEEDS = "members.png"  # a group's per-member metrics with the CI
-    GROUP_CURVES = "curves.png"  # a group's learning curves, one line per member
     REPORT = "report.html"
     EXPORT = "export"  # fgvc export's folder: model.onnx / model.pt, export.json
     EXPORT_RECORD = "export.json"
     ONNX_MODEL = "model.onnx"
+    QUANTIZED_ONNX_MODEL = "model.int8-{mode}.onnx"
     TORCHSCRIPT_MODEL = "model.pt"
     MODEL_CARD = "README.md"  # Hugging Face model card
     TIMM_CONFIG = "config.json"  # timm's hub layout, beside model.safetensors when pushed
     EXPLAIN = "explain"
+    OVERLAY = "{image}_{method}.png"  # in explain/: one image's heat map over it
     GALLERY = "gallery.png"
     EXPLANATIONS = "explanations.csv"
     GENERATOR = "generator.json"
     SAMPLES = "samples"
+    EPOCH_SAMPLES = "epoch_{epoch:03d}.png"  # a generator's progress grid after each epoch, in samples/
+    LATEST_SAMPLES = "latest.png"  # the newest of them
+    LR_FIND = "lr_find.png"
+    DATA_VERIFY = "data_verify.json"
+    DATA_PREVIEW = "samples.png"
+    LOGS = "logs"  # Lightning's CSVLogger folder: logs/metrics.csv
+    CSV_LOG = "metrics.csv"
+    PIPELINE_PLAN = "plan.json"  # fgvc pipeline plan --out DIR: the plan and its plot
+    PIPELINE_PLAN_PLOT = "plan.png"
     LOCK = ".lock"
 
     def __init__(self, path: Path | str):
@@ -127,10 +142,6 @@ class RunFolder:
         return self.checkpoint(self.LAST)
 
     @property
-    def best_checkpoint(self) -> Path:
-        return self.checkpoint(self.BEST)
-
-    @property
     def weights_file(self) -> Path:
         return self.checkpoints / self.WEIGHTS
 
@@ -143,10 +154,10 @@ class RunFolder:
         return self.path / self.METRICS
 
     def split_metrics_file(self, split: str) -> Path:
-        return self.path / f"metrics_{split}.json"
+        return self.path / self.SPLIT_METRICS.format(split=split)
 
     def predictions_file(self, split: str = "test") -> Path:
-        return self.path / f"predictions_{split}.csv"
+        return self.path / self.PREDICTIONS.format(split=split)
 
     @property
     def confusion_matrix(self) -> Path:
@@ -191,6 +202,37 @@ class RunFolder:
     @property
     def samples_dir(self) -> Path:
         return self.path / self.SAMPLES
+
+    @property
+    def latest_samples(self) -> Path:
+        return self.samples_dir / self.LATEST_SAMPLES
+
+    def epoch_samples(self, epoch: int) -> Path:
+        return self.samples_dir / self.EPOCH_SAMPLES.format(epoch=epoch)
+
+    @property
+    def lr_find_plot(self) -> Path:
+        return self.path / self.LR_FIND
+
+    @property
+    def data_verify_file(self) -> Path:
+        return self.path / self.DATA_VERIFY
+
+    @property
+    def data_preview(self) -> Path:
+        return self.path / self.DATA_PREVIEW
+
+    @property
+    def csv_log(self) -> Path:
+        return self.path / self.LOGS / self.CSV_LOG
+
+    @property
+    def pipeline_plan(self) -> Path:
+        return self.path / self.PIPELINE_PLAN
+
+    @property
+    def pipeline_plan_plot(self) -> Path:
+        return self.path / self.PIPELINE_PLAN_PLOT
 
     @property
     def status_file(self) -> Path:
@@ -323,10 +365,6 @@ class RunFolder:
 
 def _status_record(status: str) -> dict[str, Any]:
     return {"status": status, "pid": os.getpid(), "time": _dt.datetime.now().isoformat(timespec="seconds")}
-
-
-def is_run_folder(path: Path | str) -> bool:
-    return (Path(path) / RunFolder.CONFIG).is_file()
 
 
 class CheckpointError(RunFolderError):

@@ -120,8 +120,8 @@ def test_a_corrupt_jpeg_is_named(elpv_jpegs, tmp_path):
     (["data.transforms.auto_augment=randaugment"], "data.transforms.auto_augment"),
     (["data.uint8_batches=false"], "data.uint8_batches: false"),
     (["data.decoded_cache=true"], "data.decoded_cache"),
-    (["strategy.name=features"], "strategy.name: features"),
-    (["train.strategy=pipeline", "model.name=vit_tiny_patch16_224"], "data.jpeg_decode: device"),
+    (["train.engine=probe"], "train.engine: probe"),
+    (["train.engine=pipeline", "model.name=vit_tiny_patch16_224"], "data.jpeg_decode: device"),
 ])
 def test_what_the_device_path_cannot_run_is_refused_by_name(overrides, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):

@@ -98,8 +98,8 @@ def test_search_refuses_a_probe_and_too_few_seeds(tiny_overrides, tmp_path):
     from fgvc.experiments.search import search
 
     space = write_space(tmp_path, "optim.lr: {loguniform: [1.0e-3, 1.0e-1]}\n")
-    with pytest.raises(FgvcError, match="strategy.name=features .* has no epochs to prune"):
-        search(load_config(None, tiny_overrides + ["strategy.name=features"]), space, 2, tmp_path / "s")
+    with pytest.raises(FgvcError, match="train.engine: probe has no epochs to prune"):
+        search(load_config(None, tiny_overrides + ["train.engine=probe"]), space, 2, tmp_path / "s")
     with pytest.raises(FgvcError, match=r"at least 3 seeds \(got 2\)"):
         search(load_config(None, tiny_overrides), space, 2, tmp_path / "s", seeds=[1, 2])
     with pytest.raises(FgvcError, match="--metric test/top1: a search chooses on the validation split only"):

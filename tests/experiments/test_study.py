@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import timm
 from typer.testing import CliRunner
 
@@ -40,6 +41,17 @@ def test_study_command_runs_arms_over_seeds_and_compares(tiny_overrides, tmp_pat
     assert f"{study['arms'][0]['trainable_params']:,}" in result.output
 
 
+def test_questions_need_a_questions_plan(tmp_path):
+    from fgvc.errors import FgvcError
+    from fgvc.experiments.study import study
+
+    (tmp_path / "a.yaml").write_text("seed: 1\n")
+    (tmp_path / "b.yaml").write_text("seed: 2\n")
+    with pytest.raises(FgvcError, match="--question needs a questions.yaml"):
+        study(tmp_path, questions=["lr"], out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def write_plan(folder, questions: str):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "base.yaml").write_text("model: {name: resnet10t, pretrained: false}\n")
@@ -63,13 +75,13 @@ TWO_QUESTIONS = """
 
 
 def test_question_study_trains_shared_arms_once_and_writes_paired_tables(tiny_overrides, tmp_path):
-    from fgvc.experiments.questions import run_study
+    from fgvc.experiments.study import study
 
     broken = '  - {name: broken, title: "A broken arm", reference: base, arms: {base: [], bad: [model.name=no_such_net]}}\n'
     write_plan(tmp_path / "plan", TWO_QUESTIONS + broken)
     lines = []
-    result = run_study(tmp_path / "plan", out=tmp_path / "out", extra=tiny_overrides + ["train.epochs=1"],
-                       log=lines.append)
+    result = study(tmp_path / "plan", out=tmp_path / "out", overrides=tiny_overrides + ["train.epochs=1"],
+                   log=lines.append)
     arms = sorted(p.name for p in (tmp_path / "out" / "arms").iterdir())
     # 'base' and 'plain' are one arm, trained once and reused by the two later questions
     assert arms == ["base", "base+loss.name=label_smoothing", "base+model.name=no_such_net", "base+optim.lr=0.05"]
@@ -89,15 +101,15 @@ def test_question_study_trains_shared_arms_once_and_writes_paired_tables(tiny_ov
     assert "Not answered: the question failed" in table
 
     lines.clear()  # a rerun of one question reuses every finished seed and keeps the other question's result
-    again = run_study(tmp_path / "plan", out=tmp_path / "out", only=["smoothing"],
-                      extra=tiny_overrides + ["train.epochs=1"], log=lines.append)
+    again = study(tmp_path / "plan", out=tmp_path / "out", questions=["smoothing"],
+                  overrides=tiny_overrides + ["train.epochs=1"], log=lines.append)
     assert sum("training" in line for line in lines if line.startswith("seed-")) == 0
     assert list(again["questions"]) == ["lr", "smoothing", "broken"]
     assert again["questions"]["lr"] == result["questions"]["lr"]
 
     # the arms' groups hold seeds 1, 2 (and now 3): a question on seeds 2, 3 summarises and pairs those only
-    other = run_study(tmp_path / "plan", out=tmp_path / "out", only=["smoothing"], seeds=[2, 3],
-                      extra=tiny_overrides + ["train.epochs=1"], log=lines.append)["questions"]["smoothing"]
+    other = study(tmp_path / "plan", out=tmp_path / "out", questions=["smoothing"], seeds=[2, 3],
+                  overrides=tiny_overrides + ["train.epochs=1"], log=lines.append)["questions"]["smoothing"]
     assert [a["seeds"] for a in other["arms"]] == [2, 2]
     assert all(a["metrics"]["top1"]["n"] == 2 for a in other["arms"])
     assert all(c["paired"] and c["n_a"] == c["n_b"] == 2 for c in other["comparisons"])
@@ -105,7 +117,7 @@ def test_question_study_trains_shared_arms_once_and_writes_paired_tables(tiny_ov
 
 def test_question_study_rejects_bad_plans_before_training(tiny_overrides, tmp_path):
     from fgvc.errors import FgvcError
-    from fgvc.experiments.questions import run_study
+    from fgvc.experiments.study import study
 
     write_plan(tmp_path / "typo", TWO_QUESTIONS.replace("optim.lr=0.05", "optim.lrr=0.05"))
     result = runner.invoke(app, ["study", str(tmp_path / "typo"), "--out", str(tmp_path / "out")])
@@ -118,7 +130,7 @@ def test_question_study_rejects_bad_plans_before_training(tiny_overrides, tmp_pa
 
     write_plan(tmp_path / "ok", TWO_QUESTIONS)
     try:
-        run_study(tmp_path / "ok", only=["losses"], extra=tiny_overrides)
+        study(tmp_path / "ok", questions=["losses"], overrides=tiny_overrides)
     except FgvcError as exc:
         assert "no question 'losses'" in str(exc) and "lr, smoothing" in str(exc)
     else:

@@ -20,7 +20,6 @@ from fgvc.export.metadata import read_metadata
 from fgvc.export.run_export import export_run
 from fgvc.train.run import train
 
-pytest.importorskip("onnxruntime")
 runner = CliRunner()
 VIT = ["model.name=vit_tiny_patch16_224", "model.img_size=32", "data.transforms.resize=32", "data.transforms.crop=32"]
 MODELS = {

@@ -51,18 +51,25 @@ def test_nan_in_the_first_epoch_says_there_is_no_checkpoint(tiny_overrides):
 
 
 def test_exploding_weights_with_a_finite_training_loss_are_never_kept(tiny_overrides):
-    """lr 1e6 with sgd: what is on disk afterwards is finite with a finite validation loss, or nothing."""
-    cfg = load_config(None, tiny_overrides + ["train.epochs=3", "optim.name=sgd", "optim.lr=1e6",
-                                              "loss.name=label_smoothing"])
-    with pytest.raises(NonFiniteLossError):
+    """The lr jumps by 1e30 near epoch 2 (timm steps it per batch): the last update of an epoch blows the
+    weights up after every training loss of that epoch was finite. The guard stops the run before that
+    epoch is checkpointed: what is on disk is the last finite epoch, with a finite validation loss."""
+    cfg = load_config(None, tiny_overrides + ["train.epochs=4", "optim.name=sgd", "optim.lr=0.05",
+                                              "schedule.name=multistep", "schedule.milestones=[2]",
+                                              "schedule.gamma=1e30", "loss.name=label_smoothing"])
+    with pytest.raises(NonFiniteLossError) as error:
         train(cfg, progress=False)
-    for name in ("last.ckpt", "best.ckpt"):
-        path = cfg.run_dir / "checkpoints" / name
-        if path.exists():
-            finite, state = _finite_checkpoint(path)
-            assert finite
-            assert all(torch.isfinite(torch.as_tensor(c["best_model_score"])) for k, c in state["callbacks"].items()
-                       if "ModelCheckpoint" in k and c.get("best_model_score") is not None)
+    found = re.search(r"^(validation loss is nan|weights became nan or inf) (?:after|in) epoch (\d+)", str(error.value))
+    assert found, str(error.value)  # the weights/validation check stopped it, not a training loss
+    bad_epoch = int(found.group(2))
+    assert bad_epoch >= 1  # epoch 0 was finite
+    finite, last = _finite_checkpoint(cfg.run_dir / "checkpoints" / "last.ckpt")
+    assert finite and last["epoch"] == bad_epoch - 1
+    finite, best = _finite_checkpoint(cfg.run_dir / "checkpoints" / "best.ckpt")
+    assert finite and best["epoch"] <= bad_epoch - 1
+    for state in (last, best):
+        scores = [c["best_model_score"] for k, c in state["callbacks"].items() if "ModelCheckpoint" in k]
+        assert scores and all(torch.isfinite(torch.as_tensor(score)) for score in scores)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The cached-feature linear probe: cache hit / miss / invalidation, heads, and a normal run folder."""
 
 import csv
+import json
 import os
 
 import pytest
@@ -22,7 +23,7 @@ def probe_overrides(tiny_overrides, tmp_path):
 
     torch.manual_seed(0)
     torch.save(timm.create_model("resnet10t", num_classes=3).state_dict(), tmp_path / "backbone.pth")
-    return tiny_overrides + ["strategy.name=features", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=30",
+    return tiny_overrides + ["train.engine=probe", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=30",
                              "optim.lr=0.05", "optim.weight_decay=0", "model.pretrained=true",
                              f"model.pretrained_file={tmp_path / 'backbone.pth'}"]
 
@@ -49,7 +50,7 @@ def test_cache_invalidation(probe_overrides, tmp_path, colour_data):
     stat = touched.stat()
     os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10_000_000))
     assert train(cfg, progress=False).metrics["feature_cache"] == {"hits": 2, "misses": 1}  # only test changed
-    views = load_config(None, probe_overrides + ["train.epochs=1", "strategy.feature_views=2"])
+    views = load_config(None, probe_overrides + ["train.epochs=1", "probe.views=2"])
     assert train(views, progress=False).metrics["feature_cache"] == {"hits": 2, "misses": 1}  # new train views
     # one bank of plain features per transform (the touched image was added to its bank), one file of views
     assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 1 + 1 + 1
@@ -68,11 +69,11 @@ def test_plain_features_are_reused_across_splits(probe_overrides):
 
 
 def test_mlp_and_logistic_regression_heads(probe_overrides):
-    mlp = train(load_config(None, probe_overrides + ["strategy.probe_head=mlp", "strategy.probe_hidden=32", "optim.lr=0.01",
+    mlp = train(load_config(None, probe_overrides + ["probe.head=mlp", "probe.hidden=32", "optim.lr=0.01",
                                                      "output.name=mlp"]), progress=False)
     assert mlp.test["top1"] > 0.9
     assert isinstance(load_trained(mlp.run_dir).model.fc, torch.nn.Sequential)
-    logreg = train(load_config(None, probe_overrides + ["strategy.probe_head=logreg", "output.name=lr"]), progress=False)
+    logreg = train(load_config(None, probe_overrides + ["probe.head=logreg", "output.name=lr"]), progress=False)
     assert logreg.test["top1"] > 0.9
     assert evaluate_split(load_trained(logreg.run_dir), "test", write=False)["top1"] == pytest.approx(logreg.test["top1"])
 
@@ -90,7 +91,18 @@ def test_cli_train_features(probe_overrides, tmp_path):
     args = [a for s in probe_overrides for a in ("--set", s)]
     result = runner.invoke(app, ["train", str(tmp_path / "exp.yaml"), *args])
     assert result.exit_code == 0, result.output
-    assert "test metrics" in result.output
+    run_dir = tmp_path / "runs" / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["seed"] == 1 and metrics["epochs"] == 30  # the YAML's seed under the --set overrides
+    assert metrics["feature_cache"] == {"hits": 0, "misses": 3}
+    assert metrics["test"]["n"] == 12 and metrics["test"]["top1"] > 0.9
+    assert [int(row["epoch"]) for row in csv.DictReader((run_dir / "history.csv").open())] == list(range(30))
+    assert (run_dir / "checkpoints" / "probe_head.pt").is_file()
+    assert list((tmp_path / "cache" / "features").glob("*.pt"))
+    # the head on the backbone, loaded back from the folder, gives the metrics the command printed
+    assert evaluate_split(load_trained(run_dir), "test", write=False)["top1"] == pytest.approx(metrics["test"]["top1"])
+    printed = result.output.split("test metrics")[1]
+    assert f"{metrics['test']['top1']:.4f}" in printed and f"{metrics['test']['ece']:.4f}" in printed
 
 
 def test_probe_honours_optim_and_schedule(probe_overrides):
@@ -107,31 +119,29 @@ def test_probe_honours_optim_and_schedule(probe_overrides):
     assert lrs == pytest.approx([0.05] * 3)
     cosine = [float(r["lr"]) for r in csv.DictReader((adamw.run_dir / "history.csv").open())]
     assert cosine[0] > cosine[1] > cosine[2] == pytest.approx(0.0, abs=1e-9)
-    cfg = load_config(None, probe_overrides + ["output.name=step", "schedule.name=step"])
-    with pytest.raises(ConfigError, match="schedule.name 'step' is not supported by strategy.name=features"):
-        train(cfg, progress=False)
-    assert not cfg.run_dir.exists()  # rejected before a folder is claimed
+    with pytest.raises(ConfigError, match="schedule.name 'step' is not supported by train.engine: probe"):
+        load_config(None, probe_overrides + ["output.name=step", "schedule.name=step"])  # refused with the config
 
 
 def test_logistic_regression_c_chosen_on_val(probe_overrides):
     from fgvc.errors import ConfigError
-    from fgvc.train.feature_probe import PROBE_C_GRID
+    from fgvc.train.probe_head import PROBE_C_GRID
 
-    auto = train(load_config(None, probe_overrides + ["strategy.probe_head=logreg", "strategy.probe_c=auto",
+    auto = train(load_config(None, probe_overrides + ["probe.head=logreg", "probe.c=auto",
                                                       "output.name=auto"]), progress=False)
     rows = list(csv.DictReader((auto.run_dir / "history.csv").open()))
     assert [float(r["probe_c"]) for r in rows] == list(PROBE_C_GRID)
     best = min(rows, key=lambda r: float(r["val/loss"]))
     assert auto.metrics["probe_c"] == float(best["probe_c"]) and best["chosen"] == "1"
-    fixed = train(load_config(None, probe_overrides + ["strategy.probe_head=logreg",
-                                                       f"strategy.probe_c={auto.metrics['probe_c']}",
+    fixed = train(load_config(None, probe_overrides + ["probe.head=logreg",
+                                                       f"probe.c={auto.metrics['probe_c']}",
                                                        "output.name=fixed"]), progress=False)
     assert fixed.metrics["val"]["ece"] == pytest.approx(auto.metrics["val"]["ece"])  # the same model
-    with pytest.raises(ConfigError, match="probe_c: auto chooses C on the val split"):
-        train(load_config(None, probe_overrides + ["strategy.probe_head=logreg", "strategy.probe_c=auto",
+    with pytest.raises(ConfigError, match="probe.c: auto chooses C on the val split"):
+        train(load_config(None, probe_overrides + ["probe.head=logreg", "probe.c=auto",
                                                    "data.val_fraction=0", "output.name=noval"]), progress=False)
-    with pytest.raises(Exception, match="probe_c must be positive or auto"):
-        load_config(None, ["strategy.probe_c=-1"])
+    with pytest.raises(Exception, match="probe.c: c must be positive or auto"):
+        load_config(None, ["train.engine=probe", "probe.c=-1"])
 
 
 def test_pooled_layers_probe_with_standardised_logreg(probe_overrides):
@@ -142,11 +152,11 @@ def test_pooled_layers_probe_with_standardised_logreg(probe_overrides):
     from sklearn.linear_model import LogisticRegression
 
     from fgvc.runfolder import RunFolder
-    from fgvc.train.feature_probe import ProbeFeatures
+    from fgvc.train.engines.probe import ProbeFeatures
     from fgvc.data import load_data
 
-    pooled = ["strategy.probe_layers=2", "strategy.probe_pooling=[avg, max]", "strategy.probe_head=logreg",
-              "strategy.probe_standardize=true", "strategy.probe_c=0.5"]
+    pooled = ["probe.layers=2", "probe.pooling=[avg, max]", "probe.head=logreg",
+              "probe.standardize=true", "probe.c=0.5"]
     run = train(load_config(None, probe_overrides + pooled + ["output.name=pooled"]), progress=False)
     assert run.metrics["feature_cache"] == {"hits": 0, "misses": 3}
     trained = load_trained(run.run_dir)
@@ -169,15 +179,16 @@ def test_pooled_layers_probe_with_standardised_logreg(probe_overrides):
     assert plain.metrics["feature_cache"]["misses"] == 3  # other features, another bank
 
 
-def test_pooling_options_belong_to_the_features_strategy():
+def test_pooling_options_belong_to_the_probe_engine():
     from fgvc.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="options of strategy.name: features, not partial"):
-        load_config(None, ["strategy.name=partial", "strategy.probe_layers=2"])
-    with pytest.raises(ConfigError, match="probe_standardize applies to probe_head: logreg only"):
-        load_config(None, ["strategy.name=features", "strategy.probe_standardize=true"])
-    with pytest.raises(ConfigError, match="probe_pooling"):
-        load_config(None, ["strategy.name=features", "strategy.probe_pooling=[mean]"])
+    with pytest.raises(ConfigError, match=r"probe.layers: settings of train.engine: probe, which this config does "
+                                          r"not use \(train.engine: lightning\)"):
+        load_config(None, ["strategy.name=partial", "probe.layers=2"])
+    with pytest.raises(ConfigError, match="probe.standardize applies to probe.head: logreg only"):
+        load_config(None, ["train.engine=probe", "probe.standardize=true"])
+    with pytest.raises(ConfigError, match="probe.pooling: unknown pooling 'mean'"):
+        load_config(None, ["train.engine=probe", "probe.pooling=[mean]"])
 
 
 def test_backbone_pass_engines_agree_and_auto_picks_onnx_for_many_images(colour_data, monkeypatch):
@@ -185,7 +196,7 @@ def test_backbone_pass_engines_agree_and_auto_picks_onnx_for_many_images(colour_
     auto uses ONNX Runtime on the CPU for many images, and torch when the network does not export."""
     import fgvc.models.onnx_runtime as onnx_runtime
     from fgvc.data import load_data
-    from fgvc.data.transforms import build_transform, resolve_normalization
+    from fgvc.data.transforms import transforms_for
     from fgvc.errors import FgvcError
     from fgvc.models.assembly import build_network
     from fgvc.train import feature_cache
@@ -196,7 +207,7 @@ def test_backbone_pass_engines_agree_and_auto_picks_onnx_for_many_images(colour_
                              "data.val_fraction=0"])
     model, _ = build_network(cfg, 3)
     images = load_data(cfg.data).train
-    transform = build_transform(cfg.data.transforms, resolve_normalization(cfg.data.transforms, cfg.model), train=False)
+    transform = transforms_for(cfg).eval
     nchw = extract_features(model, images, transform, 16, engine="torch", channels_last=False)
     nhwc = extract_features(model, images, transform, 16, engine="torch", channels_last=True)
     ort = extract_features(model, images, transform, 16, engine="onnx")

@@ -81,6 +81,6 @@ def test_logreg_probe_refuses_a_loss_it_cannot_use():
     from fgvc.config import load_config
     from fgvc.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="loss.name 'ordinal' cannot be used with strategy.probe_head: logreg"):
-        load_config(None, ["strategy.name=features", "strategy.probe_head=logreg", "loss.name=ordinal"])
-    load_config(None, ["strategy.name=features", "strategy.probe_head=linear", "loss.name=ordinal"])
+    with pytest.raises(ConfigError, match="loss.name 'ordinal' cannot be used with probe.head: logreg"):
+        load_config(None, ["train.engine=probe", "probe.head=logreg", "loss.name=ordinal"])
+    load_config(None, ["train.engine=probe", "probe.head=linear", "loss.name=ordinal"])

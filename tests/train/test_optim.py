@@ -33,9 +33,10 @@ def test_layer_decay_scales_lower_layers_down():
 
 def test_frozen_parameters_are_left_out_unless_gradual():
     net = apply_strategy(model(), StrategyConfig(name="linear"))
-    assert [n for g in build_param_groups(net, OptimConfig(), StrategyConfig()) for n in g["param_names"]] == [
-        "fc.weight", "fc.bias"] or {"fc.weight", "fc.bias"} == {
-        n for g in build_param_groups(net, OptimConfig(), StrategyConfig()) for n in g["param_names"]}
+    groups = build_param_groups(net, OptimConfig(weight_decay=0.05), StrategyConfig())
+    # the head only, in the model's order: its weight (decayed), then its bias (not decayed)
+    assert [(n, g["weight_decay"]) for g in groups for n in g["param_names"]] == [("fc.weight", 0.05),
+                                                                                   ("fc.bias", 0.0)]
     everything = build_param_groups(net, OptimConfig(), StrategyConfig(), include_frozen=True)
     assert sum(len(g["params"]) for g in everything) == len(list(net.parameters()))
 

@@ -53,7 +53,7 @@ def test_resume_after_kill_is_exact(tiny_overrides, strategy, ema):
 
 
 def test_features_probe_reruns_cleanly(tiny_overrides):
-    sets = tiny_overrides + ["strategy.name=features", "train.epochs=5", "optim.lr=0.05"]
+    sets = tiny_overrides + ["train.engine=probe", "train.epochs=5", "optim.lr=0.05"]
     first = train(load_config(None, sets + ["output.name=a"]), progress=False)
     again = train(load_config(None, sets + ["output.name=b"]), progress=False)
     assert history(first.run_dir) == history(again.run_dir)
@@ -103,8 +103,15 @@ def test_a_signal_stops_the_run_promptly_and_says_how_to_resume(colour_data, tmp
     assert not children
 
 
+# a run in its own process that kills itself (kill -9) after batch 3 of epoch 1: always after epoch 0's
+# checkpoint, never after the run's end, however fast the machine
+KILLED_RUN = ("import sys; sys.path.insert(0, sys.argv[2]); from builders import SigkillAt; "
+              "from fgvc.config import load_config; from fgvc.train.run import train; "
+              "train(load_config(sys.argv[1]), callbacks=[SigkillAt(epoch=1, batch=3)], progress=False)")
+
+
 def test_resume_after_kill_9_in_another_process_matches(colour_data, tmp_path):
-    """The demo's failure: a real `kill -9` after an epoch, then `fgvc train --resume`, with workers."""
+    """The demo's failure: a real `kill -9` mid-epoch, with workers, then `fgvc train --resume`."""
     def write(name):
         return write_colour_config(tmp_path / f"{name}.yaml", colour_data, tmp_path / "runs", workers=2, epochs=3,
                                    batch_size=4, hflip=0.5, strategy="{name: partial, unfreeze_last: 2}",
@@ -113,16 +120,12 @@ def test_resume_after_kill_9_in_another_process_matches(colour_data, tmp_path):
     env = {**os.environ, "COLUMNS": "1000"}
     whole = _start_cli_run(write("whole"), env)
     assert whole.wait(timeout=300) == 0
-    proc = _start_cli_run(write("killed"), env)
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(write("killed")), str(Path(__file__).parents[1])],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     folder = RunFolder(tmp_path / "runs" / "killed")
-    deadline = time.time() + 120
-    while not folder.last_checkpoint.is_file() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.kill()
-    proc.wait(timeout=30)
-    if len(folder.history()) == 3:
-        pytest.skip("the run finished before it could be killed")
+    assert [int(row["epoch"]) for row in folder.history()] == [0]
+    assert folder.last_checkpoint.is_file()
     resumed = subprocess.run([str(Path(sys.executable).parent / "fgvc"), "train", "--resume", str(folder.path),
                               "--no-progress"], capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

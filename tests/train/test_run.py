@@ -142,11 +142,6 @@ def test_cli_train_eval_predict(tiny_overrides, colour_data, tmp_path):
     assert bad.exit_code == 2 and "config.yaml is not an image file" in bad.output
 
 
-def test_cli_train_without_config_or_resume():
-    result = runner.invoke(app, ["train"])
-    assert result.exit_code == 2 and "give a CONFIG" in result.output
-
-
 def test_eval_reads_eval_split_and_top_k_from_the_config(tiny_overrides):
     result = train(load_config(None, tiny_overrides + ["eval.split=val", "eval.top_k=2"]), progress=False)
     assert "top2" in result.test and "top2" in result.metrics["val"]

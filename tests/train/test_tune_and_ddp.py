@@ -43,7 +43,7 @@ def test_ddp_two_cpu_processes_match_one(tiny_overrides):
                                "data.transforms.resize=32", "data.transforms.crop=32", "optim.lr=0.002",
                                "train.accelerator=cpu"]
     single = train(load_config(None, common + ["output.name=single", "train.devices=1"]), progress=False)
-    double = train(load_config(None, common + ["output.name=ddp", "train.devices=2", "train.strategy=ddp_spawn",
+    double = train(load_config(None, common + ["output.name=ddp", "train.devices=2", "train.distribution=ddp_spawn",
                                                "train.batch_size=4"]), progress=False)
     assert double.metrics["val"]["n"] == single.metrics["val"]["n"] == 12
     one, two = RunFolder(single.run_dir).predictions("test"), RunFolder(double.run_dir).predictions("test")

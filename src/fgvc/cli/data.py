@@ -1,4 +1,4 @@
-"""fgvc commands: config show, data verify, data show."""
+"""fgvc commands: config show, config choices, data verify, data show."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fgvc.cli._common import ConfigArg, SetOption, config_app, console, data_app, err_console, friendly_errors
 from fgvc.config import load_config
+from fgvc.runfolder import RunFolder
 
 
 @config_app.command("show")
@@ -26,6 +27,21 @@ def config_show(config: Path = ConfigArg, set_: List[str] = SetOption,
     cfg = load_config(config, set_)
     text = cfg.to_yaml() if plain else described_yaml(cfg, everything)
     console.print(text, end="", highlight=False, markup=False, soft_wrap=True)
+
+
+@config_app.command("choices")
+@friendly_errors
+def config_choices() -> None:
+    """List the registered names each config key accepts (data sets, strategies, engines, poolings)."""
+    from fgvc.registry import CONFIG_CHOICES
+
+    for key, registry in CONFIG_CHOICES.items():
+        table = Table(title=f"{key} ({registry.what})", title_justify="left")
+        table.add_column("name")
+        table.add_column("what it is")
+        for name in registry.names():
+            table.add_row(name, registry.docs[name])
+        console.print(table)
 
 
 @data_app.command("verify")
@@ -48,7 +64,7 @@ def data_verify(
         task = bar.add_task(cfg.data.name, total=total)
         report = verify_splits(splits, workers=max(1, cfg.data.num_workers), progress=lambda _s, n: bar.advance(task, n))
     _print_verify(report, cfg.data.name)
-    out = out or cfg.run_dir / "data_verify.json"
+    out = out or RunFolder(cfg.run_dir).data_verify_file
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report.to_dict(), indent=2))
     console.print(f"report written to {out}")
@@ -125,5 +141,5 @@ def data_show(
     from fgvc.data.preview import preview_config
 
     cfg = load_config(config, set_)
-    path = preview_config(cfg, out or cfg.run_dir / "samples.png", count=count, split=split, augmented=augmented)
+    path = preview_config(cfg, out or RunFolder(cfg.run_dir).data_preview, count=count, split=split, augmented=augmented)
     console.print(f"saved {path}")

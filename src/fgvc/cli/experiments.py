@@ -8,8 +8,20 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from fgvc.cli._common import (AddressOption, ConfigArg, CpusOption, ExecutorOption, GpusOption, SetOption, _print_metrics,
-                              _print_summary, app, console, friendly_errors, make_group_executor)
+from fgvc.cli._common import (
+    AddressOption,
+    ConfigArg,
+    CpusOption,
+    ExecutorOption,
+    GpusOption,
+    SetOption,
+    _print_metrics,
+    _print_summary,
+    app,
+    console,
+    friendly_errors,
+    make_group_executor,
+)
 from fgvc.config import load_config
 from fgvc.errors import FgvcError
 
@@ -179,22 +191,19 @@ def study_command(
 ) -> None:
     """Run every config of a folder (or every question of its questions.yaml) over the same seeds; metrics
     with CIs, parameters, time, memory, paired verdicts."""
-    from fgvc.experiments.questions import is_question_study, run_study
     from fgvc.experiments.repeat import parse_seeds
-    from fgvc.experiments.study import study
+    from fgvc.experiments.study import has_questions, study
     from fgvc.models.summary import human_bytes
+    from fgvc.report.tables import study_markdown
 
     runner = make_group_executor(None, executor, address, cpus_per_trial, gpus_per_trial)
-    if is_question_study(folder):
-        result = run_study(folder, parse_seeds(seeds, 0) if seeds else None, out, split, question, set_,
-                           log=console.print, executor=runner)
-        from fgvc.report.tables import study_markdown
-
+    questions = has_questions(folder)
+    first_seed = 0 if questions else 1  # a count of seeds counts from the plan's first seed (0) or from 1
+    result = study(folder, parse_seeds(seeds, first_seed) if seeds else None, out, split, question, set_,
+                   log=console.print, executor=runner)
+    if questions:
         console.print(study_markdown(result), highlight=False, markup=False)
         return
-    if question:
-        raise FgvcError(f"--question needs a questions.yaml in {folder}")
-    result = study(folder, parse_seeds(seeds or "3", 1), out, split, set_, log=console.print, executor=runner)
     table = Table(title=f"study {folder} on {split} ({len(result['seeds'])} seeds, mean and 95% CI)")
     for column in ("arm", "top1", "95% CI", "f1_macro", "trainable params", "s / epoch", "activations / image"):
         table.add_column(column, justify="left" if column == "arm" else "right")

@@ -28,7 +28,7 @@ def _train(kind: str, config: Optional[Path], set_: List[str], resume: Optional[
         raise FgvcError("give a CONFIG, or --resume RUN_DIR")
     else:
         run_dir = train_generator(load_config(config, set_), kind, progress=progress)
-    console.print(f"{kind} run folder: {run_dir} (progress grid: {RunFolder(run_dir).samples_dir / 'latest.png'})")
+    console.print(f"{kind} run folder: {run_dir} (progress grid: {RunFolder(run_dir).latest_samples})")
 
 
 @gan_app.command("train")

@@ -8,10 +8,19 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from fgvc.cli._common import (ConfigArg, SetOption, _print_metrics, _print_per_class, app, console, friendly_errors,
-                              tune_app)
+from fgvc.cli._common import (
+    ConfigArg,
+    SetOption,
+    _print_metrics,
+    _print_per_class,
+    app,
+    console,
+    friendly_errors,
+    tune_app,
+)
 from fgvc.config import load_config
 from fgvc.errors import FgvcError
+from fgvc.runfolder import RunFolder
 
 
 def checkpoint_name(value: str) -> str:
@@ -83,17 +92,14 @@ def predict_command(
 
     from fgvc.evaluate.predict import predict_probs, write_submission
     from fgvc.evaluate.runs import images_to_predict, load_trained
+    from fgvc.export.engines import ENGINES, OnnxRuntimeModel
 
     if kind not in ("label", "probs"):
         raise FgvcError(f"--format {kind!r}: use label or probs")
-    if engine not in ("torch", "onnx"):
-        raise FgvcError(f"--engine {engine!r}: use torch or onnx")
+    if engine not in ENGINES:
+        raise FgvcError(f"--engine {engine!r}: use {' or '.join(ENGINES)}")
     run = load_trained(run_dir)
     if engine == "onnx":
-        from fgvc.export.engines import OnnxRuntimeModel
-
-        from fgvc.runfolder import RunFolder
-
         path = model_file or RunFolder(run_dir).onnx_model
         if not Path(path).is_file():
             raise FgvcError(f"no ONNX model at {path}; write it with `fgvc export {run_dir}` (or pass --model FILE)")
@@ -134,9 +140,9 @@ def summary_command(
     num_classes: Optional[int] = typer.Option(None, help="class count (default: read from the data set)"),
 ) -> None:
     """Parameters (total / trainable / frozen) and memory of the model under its strategy."""
-    from fgvc.models.summary import human_bytes, summarize
     from fgvc.data import load_data
     from fgvc.models.assembly import build_network
+    from fgvc.models.summary import human_bytes, summarize
 
     cfg = load_config(config, set_)
     num_classes = num_classes or load_data(cfg.data).num_classes
@@ -170,7 +176,7 @@ def tune_lr(config: Path = ConfigArg, set_: List[str] = SetOption,
     from fgvc.train.tune import find_lr
 
     cfg = load_config(config, set_)
-    finding = find_lr(cfg, out or cfg.run_dir / "lr_find.png", steps=steps)
+    finding = find_lr(cfg, out or RunFolder(cfg.run_dir).lr_find_plot, steps=steps)
     console.print(f"suggested lr: {finding.suggestion:.3g}" if finding.suggestion else "no suggestion (loss too flat)")
     console.print(f"plot: {finding.plot}")
 

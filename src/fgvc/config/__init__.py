@@ -1,35 +1,23 @@
-"""The experiment config: schema (:mod:`.schema`), generative sections (:mod:`.generative`) and loading
-(:mod:`.loading`: YAML, ``--set``, error text). Everything is importable from here."""
+"""The experiment config, one module per section: data (:mod:`.data`), model and strategy
+(:mod:`.model`), optimizer, schedule and loss (:mod:`.optim`), training engines (:mod:`.train`),
+evaluation, output and executor (:mod:`.runs`), generators (:mod:`.generative`), all of them with
+the checks across sections (:mod:`.experiment`); loading (:mod:`.loading`: YAML, ``--set``, error
+text). Everything is importable from here."""
 
+from fgvc.config.data import AUTO_AUGMENT_ALIASES, CsvConfig, DataConfig, MixupConfig, SyntheticConfig, TransformConfig
+from fgvc.config.experiment import ExperimentConfig
 from fgvc.config.generative import DiffusionConfig, GanConfig, StableDiffusionConfig
 from fgvc.config.loading import apply_overrides, load_config, parse_override, read_yaml, validate_config
-from fgvc.config.schema import (
-    AUTO_AUGMENT_ALIASES,
-    LABEL_CHOICES,
-    CsvConfig,
-    DataConfig,
-    DatasetName,
-    EvalConfig,
-    ExecutorConfig,
-    ExperimentConfig,
-    LossConfig,
-    MixupConfig,
-    ModelConfig,
-    OptimConfig,
-    OutputConfig,
-    PipelineConfig,
-    ScheduleConfig,
-    StrategyConfig,
-    SyntheticConfig,
-    TrainConfig,
-    TransformConfig,
-)
+from fgvc.config.model import ModelConfig, StrategyConfig
+from fgvc.config.optim import LossConfig, OptimConfig, ScheduleConfig
+from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
 from fgvc.config.section import Section
+from fgvc.config.train import PipelineConfig, ProbeConfig, TrainConfig
 
 __all__ = [
-    "AUTO_AUGMENT_ALIASES", "LABEL_CHOICES", "CsvConfig", "DataConfig", "DatasetName", "DiffusionConfig",
-    "EvalConfig", "ExecutorConfig", "ExperimentConfig", "GanConfig", "LossConfig", "MixupConfig", "ModelConfig", "OptimConfig",
-    "OutputConfig", "PipelineConfig", "ScheduleConfig", "Section", "StableDiffusionConfig", "StrategyConfig", "SyntheticConfig",
-    "TrainConfig", "TransformConfig", "apply_overrides", "load_config", "parse_override", "read_yaml",
-    "validate_config",
+    "AUTO_AUGMENT_ALIASES", "CsvConfig", "DataConfig", "DiffusionConfig", "EvalConfig", "ExecutorConfig",
+    "ExperimentConfig", "GanConfig", "LossConfig", "MixupConfig", "ModelConfig", "OptimConfig", "OutputConfig",
+    "PipelineConfig", "ProbeConfig", "ScheduleConfig", "Section", "StableDiffusionConfig", "StrategyConfig",
+    "SyntheticConfig", "TrainConfig", "TransformConfig", "apply_overrides", "load_config", "parse_override",
+    "read_yaml", "validate_config",
 ]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import yaml
 from pydantic import BaseModel
 
-from fgvc.config.schema import ExperimentConfig
+from fgvc.config.experiment import ExperimentConfig
+from fgvc.registry import CONFIG_CHOICES
 
 # Sections that only some commands read; shown when the config file or --set names them (or with --all).
 OPTIONAL_SECTIONS = ("executor", "gan", "diffusion", "stable_diffusion")
@@ -23,15 +24,18 @@ def _scalar(value) -> str:
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
-def _lines(model: BaseModel, indent: int) -> list[str]:
+def _lines(model: BaseModel, indent: int, prefix: str) -> list[str]:
     out = []
     pad = "  " * indent
     for key, field in type(model).model_fields.items():
         value = getattr(model, key)
-        comment = f"  # {field.description}" if field.description else ""
+        description = field.description or ""
+        if f"{prefix}{key}" in CONFIG_CHOICES:  # registered names: the choices come from the registry
+            description = f"{description}. Choices: {CONFIG_CHOICES[f'{prefix}{key}'].help()}"
+        comment = f"  # {description}" if description else ""
         if isinstance(value, BaseModel):
             out.append(f"{pad}{key}:{comment}")
-            out += _lines(value, indent + 1)
+            out += _lines(value, indent + 1, f"{prefix}{key}.")
         else:
             out.append(f"{pad}{key}: {_scalar(value if not hasattr(value, '__fspath__') else str(value)) if value is not None else 'null'}{comment}")
     return out
@@ -47,7 +51,7 @@ def described_yaml(cfg: ExperimentConfig, everything: bool = False) -> str:
         if isinstance(value, BaseModel):
             doc = (type(value).__doc__ or "").strip().splitlines()
             out.append(f"{name}:" + (f"  # {doc[0]}" if doc else ""))
-            out += _lines(type(value).model_validate(dumped[name]), 1)
+            out += _lines(type(value).model_validate(dumped[name]), 1, f"{name}.")
         else:
             out.append(f"{name}: {_scalar(dumped[name])}")
     hidden = [n for n in ExperimentConfig.model_fields if n not in shown]

@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fgvc.config.schema import ExperimentConfig
+from fgvc.config.experiment import ExperimentConfig
 from fgvc.errors import ConfigError
 
 

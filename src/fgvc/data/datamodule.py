@@ -146,7 +146,3 @@ class FgvcDataModule(L.LightningDataModule):
         if self.splits.val is None or not len(self.splits.val):
             return []
         return self._loader(self.splits.val, False, self.eval_batch_size)
-
-    def split_loader(self, split: str) -> Optional[DataLoader]:
-        images = getattr(self.splits, split)
-        return self._loader(images, False, self.eval_batch_size) if images is not None and len(images) else None

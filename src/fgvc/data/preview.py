@@ -53,7 +53,7 @@ def save_sample_grid(
 def preview_config(cfg, out: Path, count: int = 16, split: str = "train", augmented: bool = True) -> Path:
     """``fgvc data show``: a grid of ``count`` images of ``split`` as the model will see them."""
     from fgvc.data import load_data
-    from fgvc.data.transforms import build_transform, resolve_normalization
+    from fgvc.data.transforms import transforms_for
 
     splits = load_data(cfg.data)
     images = dict(splits.named()).get(split)
@@ -61,6 +61,6 @@ def preview_config(cfg, out: Path, count: int = 16, split: str = "train", augmen
         from fgvc.errors import DataError
 
         raise DataError(f"split {split!r} is empty or absent; splits here: {[n for n, _ in splits.named()]}")
-    norm = resolve_normalization(cfg.data.transforms, cfg.model)
-    transform = build_transform(cfg.data.transforms, norm, train=augmented)
-    return save_sample_grid(images, transform, norm, out, count=count, seed=cfg.seed)
+    transforms = transforms_for(cfg)
+    transform = transforms.train if augmented else transforms.eval
+    return save_sample_grid(images, transform, transforms.norm, out, count=count, seed=cfg.seed)

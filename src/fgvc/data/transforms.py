@@ -8,8 +8,8 @@ mean = std = 0.5; ImageNet statistics make its predictions clearly worse).
 from __future__ import annotations
 
 import random
-
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 from PIL import Image
@@ -17,7 +17,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transf
 from timm.models import get_pretrained_cfg
 from torchvision import transforms as T
 
-from fgvc.config import AUTO_AUGMENT_ALIASES, ModelConfig, TransformConfig
+from fgvc.config import AUTO_AUGMENT_ALIASES, ExperimentConfig, ModelConfig, TransformConfig
 
 
 @dataclass(frozen=True)
@@ -103,3 +103,24 @@ def build_transform(tcfg: TransformConfig, norm: Normalization, train: bool, uin
     middle = [T.TrivialAugmentWide()] if trivial else list(secondary.transforms)
     rotate = [RandomRot90(tcfg.rot90)] if tcfg.rot90 > 0 else []
     return T.Compose(list(primary.transforms) + rotate + middle + list(final.transforms))
+
+
+class Transforms:
+    """A config's normalisation, resolved once, and its train and eval pipelines (built when first used)."""
+
+    def __init__(self, tcfg: TransformConfig, norm: Normalization, uint8: bool = False):
+        self.tcfg, self.norm, self.uint8 = tcfg, norm, uint8
+
+    @cached_property
+    def train(self) -> Callable:
+        return build_transform(self.tcfg, self.norm, train=True, uint8=self.uint8)
+
+    @cached_property
+    def eval(self) -> Callable:
+        return build_transform(self.tcfg, self.norm, train=False, uint8=self.uint8)
+
+
+def transforms_for(cfg: ExperimentConfig, uint8: bool = False) -> Transforms:
+    """The one place a config's normalisation and transforms are resolved (``uint8``: stop at uint8
+    tensors, normalised where the model runs; see :func:`build_transform`)."""
+    return Transforms(cfg.data.transforms, resolve_normalization(cfg.data.transforms, cfg.model), uint8)

@@ -14,6 +14,7 @@ from fgvc.evaluate.diversity import diversity
 from fgvc.evaluate.metrics import compute_metrics, headline
 from fgvc.evaluate.predict import predict_logits, write_predictions_csv
 from fgvc.evaluate.runs import load_trained
+from fgvc.groupfolder import GroupFolder
 
 
 def ensemble_runs(run_dirs: Sequence[Path], split: str = "test", tta: Sequence[str] = (),
@@ -50,8 +51,8 @@ def ensemble_runs(run_dirs: Sequence[Path], split: str = "test", tta: Sequence[s
         "diversity": diversity([member.argmax(-1) for member in stacked], targets),
     }
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "ensemble.json").write_text(json.dumps(result, indent=2))
-        write_predictions_csv(out / f"predictions_{split}.csv", images, probs)
+        folder = GroupFolder(out)
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.ensemble_file.write_text(json.dumps(result, indent=2))
+        write_predictions_csv(folder.predictions_file(split), images, probs)
     return result

@@ -13,7 +13,7 @@ from torch import nn
 from fgvc.config import ExperimentConfig, load_config
 from fgvc.data import DataSplits, load_data
 from fgvc.data.images import UNLABELLED, ImageList, list_image_files
-from fgvc.data.transforms import Normalization, build_transform, resolve_normalization
+from fgvc.data.transforms import Normalization, Transforms, transforms_for
 from fgvc.errors import FgvcError
 from fgvc.evaluate.metrics import compute_metrics
 from fgvc.evaluate.predict import predict_probs, write_predictions_csv
@@ -28,11 +28,15 @@ class TrainedRun:
     cfg: ExperimentConfig
     model: nn.Module
     class_names: list[str]
-    norm: Normalization
+    transforms: Transforms
+
+    @property
+    def norm(self) -> Normalization:
+        return self.transforms.norm
 
     @property
     def eval_transform(self):
-        return build_transform(self.cfg.data.transforms, self.norm, train=False)
+        return self.transforms.eval
 
     def tta_transform(self, tta) -> object:
         """The eval transform, or five crops per image when ``crops`` is among the TTA views."""
@@ -58,7 +62,7 @@ def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST) -> TrainedRun:
     class_names = folder.class_names()
     if class_names is None:
         class_names = load_data(cfg.data).class_names
-    if cfg.strategy.name == "features" and folder.probe_head_file.is_file():
+    if folder.probe_head_file.is_file():  # the probe engine saves its head alone
         return _load_probe(folder, cfg, class_names)
     ckpt = folder.checkpoint(checkpoint)
     if not ckpt.is_file():
@@ -75,7 +79,7 @@ def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST) -> TrainedRun:
         raise FgvcError(f"{ckpt} does not fit the model of {folder.config_file}: missing {missing[:5]}, "
                         f"unexpected {unexpected[:5]}; {advice}")
     model.eval()
-    return TrainedRun(folder.path, cfg, model, class_names, resolve_normalization(cfg.data.transforms, cfg.model))
+    return TrainedRun(folder.path, cfg, model, class_names, transforms_for(cfg))
 
 
 def _load_probe(folder: RunFolder, cfg: ExperimentConfig, class_names: list[str]) -> TrainedRun:
@@ -90,7 +94,7 @@ def _load_probe(folder: RunFolder, cfg: ExperimentConfig, class_names: list[str]
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FgvcError(f"probe head {folder.probe_head_file} is unreadable ({reason}); train the run again") from None
     model.eval()
-    return TrainedRun(folder.path, cfg, model, class_names, resolve_normalization(cfg.data.transforms, cfg.model))
+    return TrainedRun(folder.path, cfg, model, class_names, transforms_for(cfg))
 
 
 def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,

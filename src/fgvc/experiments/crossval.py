@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from fgvc.config import ExperimentConfig
-from fgvc.experiments.executors import Executor, LocalExecutor, MemberJob
+from fgvc.experiments.executors import LocalExecutor
 from fgvc.experiments.groups import member_config, summarize_group, write_group
+from fgvc.experiments.jobs import Executor, MemberJob
+from fgvc.groupfolder import GroupFolder
 from fgvc.report.html import group_report
 
 
@@ -19,15 +21,15 @@ def crossval(cfg: ExperimentConfig, folds: int, group_dir: Optional[Path] = None
     ``executor``: where the folds train (default: one after another in this process)."""
     executor = executor or LocalExecutor()
     group_dir = Path(group_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-cv{folds}")
-    members = {f"fold-{k}": {"fold": k, "seed": cfg.seed} for k in range(folds)}
+    members = {GroupFolder.fold_member(k): {"fold": k, "seed": cfg.seed} for k in range(folds)}
     write_group(group_dir, "crossval", cfg, members)
     jobs = [MemberJob(member_config(cfg, [f"data.folds={folds}", f"data.fold={info['fold']}",
                                           f"output.dir={group_dir}", f"output.name={name}"]), group_dir / name)
             for name, info in members.items()]
     if retrain:  # independent of the folds: it trains beside them
         final = member_config(cfg, ["data.folds=null", "data.fold=null", "data.val_fraction=0",
-                                    f"output.dir={group_dir}", "output.name=final"])
-        jobs.append(MemberJob(final, group_dir / "final"))
+                                    f"output.dir={group_dir}", f"output.name={GroupFolder.FINAL}"])
+        jobs.append(MemberJob(final, group_dir / GroupFolder.FINAL))
     results = executor.run(jobs, progress, log)
     summary = summarize_group(group_dir, confidence, only=list(members))
     group_report(group_dir)

@@ -13,6 +13,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from fgvc.models.logreg import LogisticFit, fit_logreg
+
 
 @dataclass
 class SchemeResult:
@@ -28,21 +30,12 @@ class SchemeResult:
         return asdict(self)
 
 
-def _logreg(c: float, class_weight, seed: int, warm: bool = False):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=c, max_iter=2000, class_weight=class_weight, random_state=seed, warm_start=warm)
-
-
-def _fit(model, x, y):
+def _fit(x: np.ndarray, y: np.ndarray, c: float, class_weight, seed: int,
+         warm_start: Optional[LogisticFit] = None) -> LogisticFit:
+    """The logistic regression every scheme fits (:func:`fgvc.models.logreg.fit_logreg`), quietly."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a rare non-converged LOO fit is still a fit
-        return model.fit(x, y)
-
-
-def fit_logreg(x: np.ndarray, y: np.ndarray, c: float, class_weight=None, seed: int = 0):
-    """The logistic regression every scheme fits, fitted once on all of ``x``."""
-    return _fit(_logreg(c, class_weight, seed), x, y)
+        return fit_logreg(x, y, c, class_weight, seed, warm_start=warm_start)
 
 
 def kfold(x: np.ndarray, y: np.ndarray, folds: int, c: float, repeats: int = 1, seed: int = 0,
@@ -56,7 +49,7 @@ def kfold(x: np.ndarray, y: np.ndarray, folds: int, c: float, repeats: int = 1, 
         correct = np.zeros(len(y), dtype=bool)
         per_fold = []
         for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed + repeat).split(x, y):
-            model = _fit(_logreg(c, class_weight, seed), x[train], y[train])
+            model = _fit(x[train], y[train], c, class_weight, seed)
             correct[held] = model.predict(x[held]) == y[held]
             per_fold.append(correct[held].mean())
         estimates.append(correct.mean())
@@ -70,16 +63,13 @@ def leave_one_out(x: np.ndarray, y: np.ndarray, c: float, seed: int = 0, class_w
     """n fits, each warm-started from the fit on all n images (the same optimum, reached sooner).
     ``limit``: hold out only that many images (an evenly spaced subset), to bound the cost."""
     started = time.perf_counter()
-    full = _fit(_logreg(c, class_weight, seed), x, y)
+    full = _fit(x, y, c, class_weight, seed)
     held_out = np.arange(len(y)) if limit is None else np.linspace(0, len(y) - 1, limit).round().astype(int)
     correct = []
     for i in held_out:
         keep = np.ones(len(y), dtype=bool)
         keep[i] = False
-        model = _logreg(c, class_weight, seed, warm=True)
-        model.coef_, model.intercept_ = full.coef_.copy(), full.intercept_.copy()
-        model.classes_ = full.classes_
-        _fit(model, x[keep], y[keep])
+        model = _fit(x[keep], y[keep], c, class_weight, seed, warm_start=full)
         correct.append(model.predict(x[i:i + 1])[0] == y[i])
     correct = np.array(correct, dtype=float)
     name = "leave-one-out" if limit is None else f"leave-one-out ({len(held_out)} of {len(y)})"

@@ -1,45 +1,23 @@
 """Where a group's runs train: the experiment says *what* to run (a list of member jobs), the executor
 *where*. ``local`` trains them one after another in this process (no Ray import); ``ray`` sends each
 to a Ray worker (:mod:`fgvc.experiments.ray_executor`). Either way a member writes exactly the run
-folder it would write alone, finished members are reused and killed ones resume."""
+folder it would write alone, finished members are reused and killed ones resume. The jobs and the
+executor protocol are in :mod:`fgvc.experiments.jobs`, which both executors import (not each other)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Optional, Sequence
 
 from pydantic import ValidationError
 
-from fgvc.config import ExperimentConfig
-from fgvc.config.schema import ExecutorConfig
+from fgvc.config import ExecutorConfig, ExperimentConfig
 from fgvc.errors import ConfigError
 from fgvc.experiments.groups import run_member
+from fgvc.experiments.jobs import Executor, Log, MemberJob
 
 EXECUTOR_ENV = "FGVC_EXECUTOR"
 ADDRESS_ENV = "FGVC_RAY_ADDRESS"
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class MemberJob:
-    """One run of a group: its config and the folder it trains into; ``label`` names it in messages."""
-
-    config: ExperimentConfig
-    run_dir: Path
-    label: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.label or self.run_dir.name
-
-
-class Executor(Protocol):
-    name: str
-
-    def run(self, jobs: Sequence[MemberJob], progress: bool = False, log: Log = print) -> list[dict[str, Any]]:
-        """Train (or reuse, or resume) every job; the metrics of each, in the jobs' order."""
 
 
 class LocalExecutor:
@@ -77,6 +55,7 @@ def executor_settings(cfg: Optional[ExperimentConfig] = None, name: Optional[str
 
 
 def make_executor(settings: ExecutorConfig) -> Executor:
+    """The executor ``settings`` name; Ray is imported only for ``ray``."""
     if settings.name == "local":
         return LocalExecutor()
     from fgvc.experiments.ray_executor import RayExecutor

@@ -1,6 +1,6 @@
 """A group of runs in one folder (seeds, folds, or a sweep cell): run or reuse members, summarise them.
 
-GROUP/
+GROUP/ (:class:`fgvc.runfolder.GroupFolder`)
   group.json      kind, the base config, and each member's settings (seeds drawn at random are kept here)
   <member>/       an ordinary run folder (seed-3/, fold-0/, ...)
   summary.json    per split and metric: mean, sample std, variance, min/max, CI over the members
@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from fgvc.config import ExperimentConfig, apply_overrides, load_config, validate_config
+from fgvc.errors import FgvcError
 from fgvc.evaluate.metrics import headline
 from fgvc.evaluate.stats import describe, few_runs_warning
-from fgvc.errors import FgvcError
+from fgvc.groupfolder import GroupFolder
 from fgvc.runfolder import RunFolder
 from fgvc.train.run import resume, train
 
@@ -93,14 +94,14 @@ def write_group(group_dir: Path, kind: str, base: ExperimentConfig, members: dic
     except OSError as exc:
         raise FgvcError(f"cannot make the group folder {group_dir}: {exc.strerror or exc}; "
                         "choose another --out or output.dir") from None
-    (group_dir / "group.json").write_text(json.dumps(
+    GroupFolder(group_dir).group_file.write_text(json.dumps(
         {"kind": kind, "config": base.model_dump(mode="json"), "members": members}, indent=2))
 
 
 def read_group(group_dir: Path) -> dict[str, Any]:
-    path = Path(group_dir) / "group.json"
+    path = GroupFolder(group_dir).group_file
     if not path.is_file():
-        raise FgvcError(f"{group_dir} is not a run group (no group.json); make one with fgvc repeat / crossval / sweep")
+        raise FgvcError(f"{group_dir} is not a run group (no {path.name}); make one with fgvc repeat / crossval / sweep")
     return json.loads(path.read_text())
 
 
@@ -109,7 +110,7 @@ def member_metrics(group_dir: Path) -> dict[str, dict[str, Any]]:
     group = read_group(group_dir)
     found = {}
     for name in group["members"]:
-        folder = RunFolder(Path(group_dir) / name)
+        folder = GroupFolder(group_dir).member(name)
         if folder.metrics_file.is_file():
             found[name] = folder.metrics()
     return found
@@ -156,5 +157,5 @@ def summarize_group(group_dir: Path, confidence: float = 0.95, bootstrap: int = 
     warning = few_runs_warning(len(names))
     if warning:
         summary["warning"] = warning
-    (Path(group_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    GroupFolder(group_dir).summary_file.write_text(json.dumps(summary, indent=2))
     return summary

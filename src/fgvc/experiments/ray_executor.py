@@ -17,10 +17,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from fgvc.config.schema import ExecutorConfig
+from fgvc.config import ExecutorConfig
 from fgvc.errors import FgvcError, RunStopped
-from fgvc.experiments.executors import Log, MemberJob
 from fgvc.experiments.groups import check_member_config
+from fgvc.experiments.jobs import Log, MemberJob
 from fgvc.runfolder import RunFolder
 
 INSTALL_HINT = "pip install 'fgvc[ray]'"

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from fgvc.config import ExperimentConfig
-from fgvc.experiments.executors import Executor, LocalExecutor, MemberJob
+from fgvc.experiments.executors import LocalExecutor
 from fgvc.experiments.groups import member_config, summarize_group, write_group
+from fgvc.experiments.jobs import Executor, MemberJob
+from fgvc.groupfolder import GroupFolder
 from fgvc.report.html import group_report
 
 
@@ -33,11 +35,11 @@ def plan_repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional
     Random seeds that were drawn earlier are kept in group.json, so a rerun of the same group
     reuses them. ``label`` prefixes the members' names in messages (a sweep's cell, a study's arm)."""
     group_dir = Path(group_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-repeat")
-    existing = group_dir / "group.json"
+    existing = GroupFolder(group_dir).group_file
     if existing.is_file():
         recorded = json.loads(existing.read_text())["members"]
         seeds = list(dict.fromkeys([*(m["seed"] for m in recorded.values()), *seeds]))
-    members = {f"seed-{s}": {"seed": s, **({"vary": list(vary)} if tuple(vary) != ("seed",) else {})}
+    members = {GroupFolder.seed_member(s): {"seed": s, **({"vary": list(vary)} if tuple(vary) != ("seed",) else {})}
                for s in seeds}
     write_group(group_dir, "repeat", cfg, members)
     jobs = []

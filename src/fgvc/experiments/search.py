@@ -17,19 +17,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from fgvc.config import ExperimentConfig, validate_config
-from fgvc.config.schema import ExecutorConfig
+from fgvc.config import ExecutorConfig, ExperimentConfig, validate_config
 from fgvc.errors import FgvcError
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.executors import make_executor
 from fgvc.experiments.groups import member_config, run_member
+from fgvc.experiments.jobs import Log
 from fgvc.experiments.repeat import finish_repeat, plan_repeat
 from fgvc.experiments.search_space import Dimension, load_space, overrides_for
+from fgvc.groupfolder import GroupFolder
+from fgvc.registry import ENGINES
 from fgvc.runfolder import RunFolder
-
-Log = Callable[[str], None]
 
 
 def tune_key(metric: str) -> str:
@@ -62,7 +62,7 @@ def run_trial(params: dict, *, base: dict, trials_dir: str, cwd: str, cpus: floa
     from fgvc.experiments.ray_executor import enter_worker
 
     enter_worker(cwd, cpus)
-    name = f"trial-{tune.get_context().get_trial_id()}"
+    name = GroupFolder.trial_member(tune.get_context().get_trial_id())
     cfg = member_config(validate_config(base, source="search base"),
                         overrides_for(params) + [f"output.dir={trials_dir}", f"output.name={name}"])
     # reused, resumed after its worker died, or trained; the metrics are the best checkpoint's
@@ -83,7 +83,7 @@ def _trial_records(result_grid, trials_dir: Path, dimensions: Sequence[Dimension
         curve = ([{"epoch": int(e), "value": float(v)} for e, v in zip(history["epoch"], history[key])]
                  if history is not None and key in history else [])
         epochs = curve[-1]["epoch"] if curve else 0
-        folder = RunFolder(trials_dir / f"trial-{trial_id}")
+        folder = RunFolder(trials_dir / GroupFolder.trial_member(trial_id))
         status = "failed" if result.error else "completed" if folder.metrics_file.is_file() else "pruned"
         record = {"trial": trial_id, "params": {d.key: result.config.get(d.key) for d in dimensions},
                   "status": status, "epochs": epochs, "curve": curve, "run_dir": str(folder.path)}
@@ -135,9 +135,9 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
     write best.yaml, then confirm it against ``cfg`` over ``seeds``."""
     from fgvc.experiments.ray_executor import ray_session
 
-    if cfg.strategy.name == "features":
-        raise FgvcError("fgvc search tunes runs trained epoch by epoch; strategy.name=features (the cached-feature "
-                        "probe) has no epochs to prune and already chooses its C on val (strategy.probe_c: auto)")
+    if not ENGINES.info(cfg.train.engine).get("reports_epochs"):
+        raise FgvcError(f"fgvc search tunes runs trained epoch by epoch; train.engine: {cfg.train.engine} has no "
+                        "epochs to prune (the probe already chooses its C on val: probe.c: auto)")
     if len(seeds) < 3:
         raise FgvcError(f"the confirmation needs at least 3 seeds (got {len(seeds)}): one lucky seed is no win")
     metric = metric or cfg.train.monitor
@@ -150,7 +150,8 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
     settings = settings or ExecutorConfig(name="ray")
     search_dir = Path(search_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-search").resolve()
     search_dir.mkdir(parents=True, exist_ok=True)
-    record_file = search_dir / "search.json"
+    folder = GroupFolder(search_dir)
+    record_file = folder.search_file
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     if record.get("trials") and len(record["trials"]) >= trials:
         log(f"search: {len(record['trials'])} trials finished earlier, reused")
@@ -160,23 +161,23 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
         record_file.write_text(json.dumps(record, indent=2))
     done = [r for r in record["trials"] if r["status"] == "completed" and r.get("value") is not None]
     if not done:
-        raise FgvcError(f"no trial of {search_dir} completed; see search.json for their errors")
+        raise FgvcError(f"no trial of {search_dir} completed; see {record_file.name} for their errors")
     best = (max if mode == "max" else min)(done, key=lambda r: r["value"])
     best_cfg = member_config(cfg, overrides_for(best["params"]))
-    (search_dir / "best.yaml").write_text(best_cfg.to_yaml())
+    folder.best_config.write_text(best_cfg.to_yaml())
     record["best"] = best
     log(f"best trial {best['trial']}: {metric} {best['value']:.4f} with "
         + ", ".join(f"{k}={v}" for k, v in best["params"].items()))
 
     # confirmation: the start and the best over the same seeds, one executor for both groups
     groups, jobs = {}, []
-    for name, arm in (("start", cfg), ("best", best_cfg)):
-        groups[name], arm_jobs = plan_repeat(arm, seeds, search_dir / "confirm" / name, label=name)
+    for name, arm, group in ((folder.START, cfg, folder.confirm_start), (folder.BEST, best_cfg, folder.confirm_best)):
+        groups[name], arm_jobs = plan_repeat(arm, seeds, group, label=name)
         jobs.append(arm_jobs)
     make_executor(settings).run([j for a in jobs for j in a], log=log)
     for name, arm_jobs in zip(groups, jobs):
         finish_repeat(groups[name], arm_jobs)
-    record["confirmation"] = confirmation(groups["start"], groups["best"], metric.split("/", 1)[-1])
+    record["confirmation"] = confirmation(groups[folder.START], groups[folder.BEST], metric.split("/", 1)[-1])
     record["folder"] = str(search_dir)
     record["importances"] = importances(record["trials"], dimensions, mode)
     record_file.write_text(json.dumps(record, indent=2))
@@ -211,10 +212,10 @@ def _tune(cfg: ExperimentConfig, dimensions: Sequence[Dimension], trials: int, s
     from ray.tune.search.optuna import OptunaSearch
 
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.model_dump(mode="json"), trials_dir=str(search_dir / "trials"),
+        tune.with_parameters(run_trial, base=cfg.model_dump(mode="json"), trials_dir=str(GroupFolder(search_dir).trials_dir),
                              cwd=os.getcwd(), cpus=settings.cpus_per_trial, metric=metric),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
-    tune_dir = search_dir / "tune"
+    tune_dir = GroupFolder(search_dir).tune_dir
     if tune.Tuner.can_restore(str(tune_dir)):
         log(f"search: going on from {tune_dir}")
         tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=True)
@@ -226,13 +227,13 @@ def _tune(cfg: ExperimentConfig, dimensions: Sequence[Dimension], trials: int, s
                 search_alg=OptunaSearch(seed=seed), num_samples=trials, metric=tune_key(metric), mode=mode,
                 scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=1,
                                         reduction_factor=2)),
-            run_config=tune.RunConfig(storage_path=str(search_dir), name="tune", verbose=0,
+            run_config=tune.RunConfig(storage_path=str(search_dir), name=tune_dir.name, verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=settings.max_retries)),
         )
     log(f"search: {trials} trials of at most {cfg.train.epochs} epochs ({settings.cpus_per_trial:g} CPU, "
         f"{settings.gpus_per_trial:g} GPU each); TPE chooses, ASHA prunes on {metric}")
     grid = tuner.fit()
-    records = _trial_records(grid, search_dir / "trials", dimensions, metric)
+    records = _trial_records(grid, GroupFolder(search_dir).trials_dir, dimensions, metric)
     pruned = sum(r["status"] == "pruned" for r in records)
     log(f"search: {len(records)} trials, {pruned} pruned early")
     return {"space": {d.key: d.describe() for d in dimensions}, "metric": metric, "mode": mode,

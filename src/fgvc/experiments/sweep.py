@@ -13,9 +13,11 @@ import yaml
 from fgvc.config import ExperimentConfig
 from fgvc.errors import ConfigError
 from fgvc.experiments.compare import compare_groups
+from fgvc.experiments.executors import LocalExecutor
 from fgvc.experiments.groups import member_config
-from fgvc.experiments.executors import Executor, LocalExecutor
+from fgvc.experiments.jobs import Executor
 from fgvc.experiments.repeat import finish_repeat, plan_repeat
+from fgvc.groupfolder import GroupFolder
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
@@ -54,5 +56,5 @@ def sweep(cfg: ExperimentConfig, grid: dict[str, list], seeds: Sequence[int], sw
     rows = compare_groups(groups, split) if len(groups) > 1 else []
     result = {"grid": grid, "seeds": list(seeds), "cells": [str(g) for g in groups],
               "comparisons": [{"a": a, "b": b, **c.to_dict(), "verdict": v} for a, b, c, v in rows]}
-    (sweep_dir / "sweep.json").write_text(json.dumps(result, indent=2))
+    GroupFolder(sweep_dir).sweep_file.write_text(json.dumps(result, indent=2))
     return result

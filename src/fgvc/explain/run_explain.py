@@ -127,7 +127,8 @@ def _explain(run: TrainedRun, files: list[Path], method: str, out: Path,
             label = (true_labels or {}).get(str(file))
             if label is None and file.parent.name in run.class_names:
                 label = run.class_names.index(file.parent.name)
-            results.append(Explanation(str(file), out / f"{file.stem}_{method}.png", run.class_names[int(p.argmax())],
+            overlay_file = out / RunFolder.OVERLAY.format(image=file.stem, method=method)
+            results.append(Explanation(str(file), overlay_file, run.class_names[int(p.argmax())],
                                        float(p.max()), run.class_names[label] if label is not None else None))
     out.mkdir(parents=True, exist_ok=True)  # only once every map is made
     for e, overlay in zip(results, overlays):

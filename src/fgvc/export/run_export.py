@@ -76,7 +76,7 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Optional[Path] = None, qua
 
 
 def _quantize(run: TrainedRun, splits, fp32: Path, mode: str, calibration: int, log) -> dict[str, Any]:
-    int8 = fp32.with_name(f"model.int8-{mode}.onnx")
+    int8 = fp32.with_name(RunFolder.QUANTIZED_ONNX_MODEL.format(mode=mode))
 
     def batches():  # calibration: images of the training split under the eval transform, never test
         train = splits.train

@@ -17,6 +17,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torchvision.utils import make_grid, save_image
 
 from fgvc.config import DiffusionConfig
+from fgvc.runfolder import RunFolder
 
 
 class ConditionalDiffusion(L.LightningModule):
@@ -79,5 +80,5 @@ class ConditionalDiffusion(L.LightningModule):
             labels = torch.arange(self.num_classes).repeat_interleave(per_class)
             grid = make_grid(self.sample(labels, self.seed, steps=self.cfg.grid_steps), nrow=per_class)
             self.samples_dir.mkdir(parents=True, exist_ok=True)
-            save_image(grid, self.samples_dir / f"epoch_{self.current_epoch:03d}.png")
-            save_image(grid, self.samples_dir / "latest.png")
+            save_image(grid, self.samples_dir / RunFolder.EPOCH_SAMPLES.format(epoch=self.current_epoch))
+            save_image(grid, self.samples_dir / RunFolder.LATEST_SAMPLES)

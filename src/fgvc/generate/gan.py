@@ -21,6 +21,7 @@ from torch.nn.utils import spectral_norm
 from torchvision.utils import make_grid, save_image
 
 from fgvc.config import GanConfig
+from fgvc.runfolder import RunFolder
 
 
 def _stages(image_size: int) -> int:
@@ -139,8 +140,8 @@ class ConditionalGAN(L.LightningModule):
         if self.samples_dir is not None and self.trainer.is_global_zero:
             self.samples_dir.mkdir(parents=True, exist_ok=True)
             grid = self.progress_grid()
-            save_image(grid, self.samples_dir / f"epoch_{self.current_epoch:03d}.png")
-            save_image(grid, self.samples_dir / "latest.png")
+            save_image(grid, self.samples_dir / RunFolder.EPOCH_SAMPLES.format(epoch=self.current_epoch))
+            save_image(grid, self.samples_dir / RunFolder.LATEST_SAMPLES)
 
     @torch.no_grad()
     def progress_grid(self) -> torch.Tensor:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvc.data.sources.synthetic import load_synthetic
 from fgvc.api import load_run, predict
-from fgvc.generate.writer import MANIFEST
+from fgvc.data.sources.synthetic import load_synthetic
+from fgvc.groupfolder import SyntheticFolder
 
 
 def filter_synthetic(run_dir: Path, synthetic_dir: Path, out: Path, threshold: float = 0.5) -> dict:
@@ -23,11 +23,11 @@ def filter_synthetic(run_dir: Path, synthetic_dir: Path, out: Path, threshold: f
     probs = predict(run, images).numpy()
     intended = probs[np.arange(len(images)), images.labels]
     keep = (probs.argmax(1) == images.labels) & (intended >= threshold)
-    with (Path(synthetic_dir) / MANIFEST).open(newline="") as handle:
+    with SyntheticFolder(synthetic_dir).manifest_file.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    out = Path(out)
+    out, kept_set = Path(out), SyntheticFolder(out)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / MANIFEST).open("w", newline="") as handle:
+    with kept_set.manifest_file.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for row, kept, confidence in zip(rows, keep, intended):
@@ -43,5 +43,5 @@ def filter_synthetic(run_dir: Path, synthetic_dir: Path, out: Path, threshold: f
                                "kept_fraction": float(keep[mask].mean())}
     report = {"classifier": str(run_dir), "threshold": threshold, "generated": len(images), "kept": int(keep.sum()),
               "per_class": per_class}
-    (out / "filter_report.json").write_text(json.dumps(report, indent=2))
+    kept_set.filter_report.write_text(json.dumps(report, indent=2))
     return report

@@ -20,11 +20,12 @@ from fgvc.data.datamodule import EpochSampler, SeededImageDataset
 from fgvc.errors import FgvcError
 from fgvc.generate.gan import ConditionalGAN
 from fgvc.generate.writer import SyntheticImage, write_synthetic
-from fgvc.api import RunFolder, quiet_lightning, read_checkpoint, run_callbacks
-from fgvc.runfolder import checkpoint_start_epoch
-
-
-KINDS = ("gan", "diffusion")
+from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
+from fgvc.train.callbacks import EpochReseed, EpochSummary
+from fgvc.train.engines.lightning import lightning_trainer
+from fgvc.train.quiet import quiet_lightning
+from fgvc.train.run import recorded_run
+from fgvc.train.stopping import StopOnSignal, stop_on_signals
 
 
 def _settings(cfg: ExperimentConfig, kind: str):
@@ -60,30 +61,25 @@ def train_generator(cfg: ExperimentConfig, kind: str = "gan", run_dir: Optional[
     if resume:
         folder = folder.require()
         if not folder.last_checkpoint.is_file():
-            raise FgvcError(f"cannot resume {folder.path}: no checkpoints/last.ckpt")
+            raise FgvcError(f"cannot resume {folder.path}: no {folder.last_checkpoint.relative_to(folder.path)}")
         start_epoch = checkpoint_start_epoch(read_checkpoint(folder.last_checkpoint, "start the run again"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = load_data(cfg.data.model_copy(update={"synthetic": None}))  # a GAN learns from real images only
-    folder = folder or RunFolder.claim(cfg.run_dir)
-    if not resume:
-        folder.write_header(cfg.to_yaml(), splits.class_names)
-        folder.generator_file.write_text(json.dumps({"kind": kind}))
     dataset = SeededImageDataset(splits.train, generator_transform(cfg, kind), cfg.seed)
     sampler = EpochSampler(len(dataset), cfg.seed, shuffle=True)
     sampler.set_epoch(start_epoch)  # see FgvcDataModule: a resumed fit's first iterator is made before set_epoch
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, drop_last=len(dataset) > cfg.train.batch_size,
                                          sampler=sampler, num_workers=cfg.data.num_workers,
                                          persistent_workers=cfg.data.num_workers > 0)
-    module = _module(kind, cfg, splits.num_classes, folder.samples_dir)
-    accelerator = "gpu" if cfg.train.accelerator == "cuda" else cfg.train.accelerator
-    trainer = L.Trainer(
-        max_epochs=cfg.train.epochs, accelerator=accelerator, devices=1, precision=cfg.train.precision, logger=False,
-        enable_model_summary=False, enable_progress_bar=progress, limit_train_batches=cfg.train.limit_train_batches,
-        use_distributed_sampler=False, default_root_dir=folder.path,
-        callbacks=run_callbacks(cfg.seed, folder) + [
-            L.pytorch.callbacks.ModelCheckpoint(dirpath=folder.checkpoints, save_top_k=0, save_last=True)],
-    )
-    with folder.recording():
+    folder = folder or RunFolder.claim(cfg.run_dir)
+    with stop_on_signals() as stop_request, recorded_run(cfg, folder, splits.class_names, stop_request, header=not resume,
+                                                         resume_command=f"fgvc {kind} train --resume {folder.path}"):
+        if not resume:
+            folder.generator_file.write_text(json.dumps({"kind": kind}))
+        module = _module(kind, cfg, splits.num_classes, folder.samples_dir)
+        callbacks = [EpochReseed(cfg.seed), EpochSummary(folder.history_file), StopOnSignal(stop_request),
+                     L.pytorch.callbacks.ModelCheckpoint(dirpath=folder.checkpoints, save_top_k=0, save_last=True)]
+        trainer = lightning_trainer(cfg, folder.path, callbacks, progress, devices=1, logger=False)
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(folder.last_checkpoint) if resume else None)
     return folder.path
 
@@ -98,7 +94,7 @@ def load_generator(run_dir: Path):
     classes = folder.class_names()
     checkpoint = folder.last_checkpoint
     if not checkpoint.is_file():
-        raise FgvcError(f"{run_dir}: no checkpoints/last.ckpt; train it with `fgvc {kind} train`")
+        raise FgvcError(f"{run_dir}: no {checkpoint.relative_to(folder.path)}; train it with `fgvc {kind} train`")
     module = _module(kind, cfg, len(classes))
     module.load_state_dict(read_checkpoint(checkpoint, f"train the generator again with `fgvc {kind} train`")["state_dict"])
     return module.eval(), classes, checkpoint, kind

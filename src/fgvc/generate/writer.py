@@ -15,8 +15,7 @@ from typing import Iterable, Optional
 
 from PIL import Image
 
-MANIFEST = "manifest.csv"
-COLUMNS = ("file", "label", "generator", "checkpoint", "seed", "guidance", "confidence")
+from fgvc.groupfolder import SyntheticFolder
 
 
 @dataclass
@@ -40,13 +39,13 @@ def write_synthetic(images: Iterable[SyntheticImage], out: Path) -> Path:
     """Save images under OUT/<class>/ and append their rows to OUT/manifest.csv; returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = out / MANIFEST
+    manifest = SyntheticFolder(out).manifest_file
     new = not manifest.exists()
     counters: dict[str, int] = {}
     with manifest.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if new:
-            writer.writerow(COLUMNS)
+            writer.writerow(SyntheticFolder.MANIFEST_COLUMNS)
         for item in images:
             folder = out / safe_folder_name(item.label)
             folder.mkdir(exist_ok=True)

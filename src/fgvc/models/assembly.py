@@ -22,8 +22,9 @@ def build_network(cfg: ExperimentConfig, num_classes: int, pretrained: bool = Tr
     """
     model_cfg = cfg.model if pretrained else cfg.model.model_copy(update={"pretrained": False, "pretrained_file": None})
     model, report = create_model(model_cfg, num_classes)
-    if cfg.strategy.name == "features" and cfg.strategy.pooled_layers:
-        model = pool_layers(model, num_classes, cfg.strategy.probe_layers, cfg.strategy.probe_pooling)
-    if cfg.strategy.name == "features" and cfg.strategy.probe_head == "mlp":
-        replace_classifier(model, num_classes, hidden=[cfg.strategy.probe_hidden])
+    # the probe section is at its defaults unless the probe engine trains (the config refuses it otherwise)
+    if cfg.probe.pooled_layers:
+        model = pool_layers(model, num_classes, cfg.probe.layers, cfg.probe.pooling)
+    if cfg.probe.head == "mlp":
+        replace_classifier(model, num_classes, hidden=[cfg.probe.hidden])
     return apply_strategy(model, cfg.strategy), report

@@ -97,10 +97,6 @@ def _family(model: nn.Module):
     return None
 
 
-def can_split(model: nn.Module) -> bool:
-    return _family(model) is not None
-
-
 def split_into_pieces(model: nn.Module) -> list[Piece]:
     """The model's forward path as pieces (stem, every block, head); ConfigError for other networks."""
     split = _family(model)

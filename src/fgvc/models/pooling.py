@@ -2,9 +2,12 @@
 maximum, concatenated, with one classifier on top.
 
 A thin crack covers a few pixels of a solar cell: average pooling of the last layer dilutes it,
-maximum pooling keeps it, and earlier stages still see it at a finer scale. The cached-feature
-probe (``strategy.probe_layers``, ``strategy.probe_pooling``) trains a head on these features; as
-the wrapper is an ordinary module, eval / predict / ensemble use the run like any other.
+maximum pooling keeps it, and earlier stages still see it at a finer scale. The probe engine
+(``probe.layers``, ``probe.pooling``) trains a head on these features; as the wrapper is an ordinary
+module, eval / predict / ensemble use the run like any other.
+
+A pooling is one function NCHW -> NC registered with ``@register_pooling(name)``; ``probe.pooling``
+accepts exactly the registered names.
 """
 
 from __future__ import annotations
@@ -15,10 +18,23 @@ import torch
 from torch import nn
 
 from fgvc.errors import ConfigError
+from fgvc.registry import POOLINGS, register_pooling
+
+
+@register_pooling("avg")
+def average(feature_map: torch.Tensor) -> torch.Tensor:
+    """the mean over the map"""
+    return feature_map.mean((2, 3))
+
+
+@register_pooling("max")
+def maximum(feature_map: torch.Tensor) -> torch.Tensor:
+    """the largest value over the map (keeps small strong details)"""
+    return feature_map.amax((2, 3))
+
 
 def _pool(feature_map: torch.Tensor, pooling: Sequence[str]) -> torch.Tensor:
-    pooled = {"avg": lambda m: m.mean((2, 3)), "max": lambda m: m.amax((2, 3))}
-    return torch.cat([pooled[p](feature_map) for p in pooling], dim=1)
+    return torch.cat([POOLINGS.get(p)(feature_map) for p in pooling], dim=1)
 
 
 class PooledLayersClassifier(nn.Module):
@@ -32,8 +48,8 @@ class PooledLayersClassifier(nn.Module):
         super().__init__()
         name = getattr(backbone, "default_cfg", {}).get("architecture", type(backbone).__name__)
         if layers > 1 and not hasattr(backbone, "forward_intermediates"):
-            raise ConfigError(f"strategy.probe_layers: {layers} needs a timm model with forward_intermediates; "
-                              f"{name} has none; use probe_layers: 1")
+            raise ConfigError(f"probe.layers: {layers} needs a timm model with forward_intermediates; "
+                              f"{name} has none; use probe.layers: 1")
         self.backbone, self.layers, self.pooling = backbone, layers, tuple(pooling)
         self.pretrained_cfg = getattr(backbone, "pretrained_cfg", {})
         with torch.no_grad():
@@ -50,8 +66,8 @@ class PooledLayersClassifier(nn.Module):
             final, stage_ends = self.backbone.forward_intermediates(x, indices=self.layers)
             maps = [*stage_ends[:-1], final]  # the final map (after a head conv, if any) stands for the last stage
         if any(m.ndim != 4 for m in maps):
-            raise ConfigError("strategy.probe_pooling / probe_layers pool NCHW feature maps of a CNN; this model "
-                              "returns tokens; use the default probe (probe_layers: 1, probe_pooling: [avg])")
+            raise ConfigError("probe.pooling / probe.layers pool NCHW feature maps of a CNN; this model "
+                              "returns tokens; use the default probe (probe.layers: 1, probe.pooling: [avg])")
         return maps
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +78,8 @@ class PooledLayersClassifier(nn.Module):
 
 
 def pool_layers(model: nn.Module, num_classes: int, layers: int, pooling: Sequence[str]) -> nn.Module:
-    """The wrapper around ``model`` (the config has checked ``pooling``: avg and/or max)."""
+    """The wrapper around ``model`` (the config has checked that ``pooling`` names registered poolings)."""
     if not hasattr(model, "forward_features") or not hasattr(model, "reset_classifier"):
-        raise ConfigError(f"strategy.probe_pooling / probe_layers need a timm model; {type(model).__name__} is not one")
+        raise ConfigError(f"probe.pooling / probe.layers need a timm model; {type(model).__name__} is not one")
     model.reset_classifier(0)  # the wrapper has its own classifier
     return PooledLayersClassifier(model, num_classes, layers, pooling)

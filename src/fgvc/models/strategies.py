@@ -7,7 +7,11 @@
 - ``lora``: low-rank adapters through ``peft`` on ``lora_targets`` (ViT ``qkv``), plus the head.
 - ``gradual``: starts as ``linear``; :func:`unfreeze_stage_for_epoch` opens one more stage, top
   down, every ``unfreeze_every`` epochs.
-- ``features``: like ``linear`` here; the experiments layer trains the head on cached features.
+
+Each is one function registered with ``@register_strategy(name)``: the config's ``strategy.name``
+accepts exactly these. The registration's details say what the training engines need to know
+(``opens_over_epochs``: the trainable set grows during training; ``pipeline``: whether the
+pipeline engine can cut it into stages).
 
 Stages come from timm's ``group_matcher`` (coarse groups: stem, stages or blocks, head).
 """
@@ -22,6 +26,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from fgvc.config import StrategyConfig
 from fgvc.errors import ConfigError
 from fgvc.models.heads import classifier_name
+from fgvc.registry import STRATEGIES, register_strategy
 
 
 def set_trainable(modules: Iterable[nn.Module], trainable: bool) -> None:
@@ -70,34 +75,74 @@ def _modules(model: nn.Module, names: Iterable[str]) -> list[nn.Module]:
 
 def apply_strategy(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
     """Freeze/unfreeze (or wrap, for LoRA) ``model`` per the strategy; returns the model to train."""
-    name = cfg.name
-    if name == "full":
-        set_trainable([model], True)
-        return model
+    return STRATEGIES.get(cfg.name)(model, cfg)
+
+
+def describe_strategy(cfg: StrategyConfig) -> str:
+    """The strategy in words, with its settings filled in ("the head and the last 2 stages or blocks")."""
+    return STRATEGIES.docs[cfg.name].format(**cfg.model_dump())
+
+
+def opens_over_epochs(cfg: StrategyConfig) -> bool:
+    """True for a strategy whose trainable set grows during training (its frozen parameters still
+    belong in the optimizer, and :func:`unfreeze_stage_for_epoch` runs at every epoch's start)."""
+    return bool(STRATEGIES.info(cfg.name).get("opens_over_epochs"))
+
+
+def _head_only(model: nn.Module) -> nn.Module:
     set_trainable([model], False)
-    head_modules = _modules(model, head_group(model))
-    if name in ("linear", "gradual", "features"):
-        set_trainable(head_modules, True)
-    elif name == "partial":
-        stages = stage_names(model)
-        if cfg.unfreeze_last > len(stages):
-            raise ConfigError(
-                f"strategy.unfreeze_last={cfg.unfreeze_last} but {type(model).__name__} has {len(stages)} stages"
-            )
-        chosen = stages[len(stages) - cfg.unfreeze_last:] if cfg.unfreeze_last else []
-        set_trainable(_modules(model, [n for group in chosen for n in group]) + head_modules, True)
-    elif name == "attention":
-        attention = [m for n, m in model.named_modules() if n.endswith(".attn")]
-        if not attention:
-            raise ConfigError(
-                f"strategy.name=attention needs a ViT (blocks with .attn); {type(model).__name__} has none"
-            )
-        if cfg.attention_blocks:
-            attention = attention[-cfg.attention_blocks:]
-        set_trainable(attention + head_modules, True)
-    elif name == "lora":
-        return _apply_lora(model, cfg)
+    set_trainable(_modules(model, head_group(model)), True)
     return model
+
+
+@register_strategy("full", pipeline=True)
+def full(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
+    """everything trains"""
+    set_trainable([model], True)
+    return model
+
+
+@register_strategy("linear", pipeline=True)
+def linear(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
+    """the head only"""
+    return _head_only(model)
+
+
+@register_strategy("partial", pipeline=True)
+def partial(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
+    """the head and the last {unfreeze_last} stages or blocks"""
+    stages = stage_names(model)
+    if cfg.unfreeze_last > len(stages):
+        raise ConfigError(f"strategy.unfreeze_last={cfg.unfreeze_last} but {type(model).__name__} has {len(stages)} stages")
+    _head_only(model)
+    chosen = stages[len(stages) - cfg.unfreeze_last:] if cfg.unfreeze_last else []
+    set_trainable(_modules(model, [n for group in chosen for n in group]), True)
+    return model
+
+
+@register_strategy("attention", pipeline=True)
+def attention(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
+    """a ViT's self-attention layers and the head"""
+    layers = [m for n, m in model.named_modules() if n.endswith(".attn")]
+    if not layers:
+        raise ConfigError(f"strategy.name=attention needs a ViT (blocks with .attn); {type(model).__name__} has none")
+    if cfg.attention_blocks:
+        layers = layers[-cfg.attention_blocks:]
+    _head_only(model)
+    set_trainable(layers, True)
+    return model
+
+
+@register_strategy("lora", pipeline=False)
+def lora(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
+    """low-rank adapters (peft) and the head"""
+    return _apply_lora(model, cfg)
+
+
+@register_strategy("gradual", pipeline=False, opens_over_epochs=True)
+def gradual(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
+    """the head first, one more stage every {unfreeze_every} epochs"""
+    return _head_only(model)
 
 
 def _apply_lora(model: nn.Module, cfg: StrategyConfig) -> nn.Module:

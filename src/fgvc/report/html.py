@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from fgvc.groupfolder import GroupFolder
 from fgvc.report.plots import top_confusions
 from fgvc.runfolder import RunFolder
 
@@ -202,7 +203,8 @@ def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
     from fgvc.report.model_card import write_model_card
 
     group_dir = Path(group_dir)
-    summary = json.loads((group_dir / "summary.json").read_text())
+    group = GroupFolder(group_dir)
+    summary = json.loads(group.summary_file.read_text())
     parts = [f"<p class='muted'>{html.escape(str(group_dir))}: {summary['kind']} over "
              f"{len(summary['members'])} runs</p>"]
     if summary.get("warning"):
@@ -217,7 +219,7 @@ def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
     parts += _group_plots(group_dir, summary)
     member_rows = []
     for name in summary["members"]:
-        member = RunFolder(group_dir / name)
+        member = group.member(name)
         metrics = member.metrics()
         if rebuild_members:
             draw_run_plots(member.path, metrics, member.class_names() or [])
@@ -226,12 +228,13 @@ def group_report(group_dir: Path, rebuild_members: bool = False) -> Path:
         if rebuild_members or not member.report_file.is_file():
             run_report(member.path)
         test = metrics.get("test", metrics.get("val", {}))
-        member_rows.append(f"<tr><td><a href='{html.escape(name)}/report.html'>{html.escape(name)}</a></td>"
+        link = f"{name}/{RunFolder.REPORT}"
+        member_rows.append(f"<tr><td><a href='{html.escape(link)}'>{html.escape(name)}</a></td>"
                            f"<td>{summary['keys'].get(name, '')}</td><td>{_fmt(test.get('top1', ''))}</td>"
                            f"<td>{_fmt(test.get('f1_macro', ''))}</td><td>{_fmt(metrics.get('train_seconds', ''))}</td></tr>")
     parts.append("<h2>Members</h2><table><tr><th>run</th><th>seed / fold</th><th>top1</th><th>f1_macro</th>"
                  "<th>train seconds</th></tr>" + "".join(member_rows) + "</table>")
-    out = group_dir / RunFolder.REPORT
+    out = group.report_file
     out.write_text(_page(f"fgvc group: {group_dir.name}", "".join(parts)))
     return out
 
@@ -241,17 +244,17 @@ def _group_plots(group_dir: Path, summary: dict) -> list[str]:
     from fgvc.report.group_plots import plot_member_curves, plot_members
     from fgvc.report.plots import read_history
 
-    folder = RunFolder(group_dir)
-    members = {name: RunFolder(group_dir / name) for name in summary["members"]}
+    folder = GroupFolder(group_dir)
+    members = {name: folder.member(name) for name in summary["members"]}
     metrics = {name: m.metrics() if m.metrics_file.is_file() else {} for name, m in members.items()}
     parts = []
     for split, table in summary["metrics"].items():
-        out = group_dir / f"{split}_{RunFolder.GROUP_SEEDS}"
+        out = folder.members_plot(split)
         plot_members(table, {n: m.get(split, {}) for n, m in metrics.items()}, split, out)
         parts.append(f"<h2>{html.escape(split)}: each member and the mean with its CI</h2>" + _img_file(out, split))
     histories = {n: read_history(m.history_file) for n, m in members.items() if m.history_file.is_file()}
     if histories:
-        out = plot_member_curves(histories, folder.path / RunFolder.GROUP_CURVES)
+        out = plot_member_curves(histories, folder.curves_plot)
         parts.append("<h2>Learning curves of the members</h2>" + _img_file(out, "member curves"))
     return parts
 
@@ -259,7 +262,7 @@ def _group_plots(group_dir: Path, summary: dict) -> list[str]:
 def build_report(path: Path) -> Path:
     """``fgvc report``: a run folder (metrics.json) or a group folder (summary.json)."""
     path = Path(path)
-    if (path / "summary.json").is_file():
+    if GroupFolder(path).summary_file.is_file():
         return group_report(path, rebuild_members=True)
     folder = RunFolder(path)
     if folder.metrics_file.is_file():
@@ -267,4 +270,4 @@ def build_report(path: Path) -> Path:
         return run_report(path)
     from fgvc.errors import FgvcError
 
-    raise FgvcError(f"{path} holds neither metrics.json (a run) nor summary.json (a group)")
+    raise FgvcError(f"{path} holds neither {RunFolder.METRICS} (a run) nor {GroupFolder.SUMMARY} (a group)")

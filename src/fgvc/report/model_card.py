@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fgvc.config import ExperimentConfig, load_config
-from fgvc.data.transforms import resolve_normalization
+from fgvc.data.transforms import transforms_for
+from fgvc.models.strategies import describe_strategy
 from fgvc.runfolder import RunFolder
 
 HEADLINE = ("top1", "f1_macro", "auroc_macro", "ece")
@@ -17,20 +18,20 @@ HEADLINE = ("top1", "f1_macro", "auroc_macro", "ece")
 
 def loads_in_timm(cfg: ExperimentConfig) -> Optional[str]:
     """None when the run's network is a plain timm model (its own classifier), else why it is not."""
-    m, s = cfg.model, cfg.strategy
+    m = cfg.model
     if m.source != "timm":
         return f"model.source is {m.source}"
     if m.head_hidden or m.head_dropout or m.keep_pretrained_head:
         return "the head is fgvc's own (model.head_hidden / head_dropout / keep_pretrained_head)"
-    if s.name == "features" and (s.probe_head == "mlp" or s.pooled_layers):
-        return "the probe's head is fgvc's own (strategy.probe_head: mlp or pooled layers)"
+    if cfg.probe.head == "mlp" or cfg.probe.pooled_layers:
+        return "the probe's head is fgvc's own (probe.head: mlp or pooled layers)"
     return None
 
 
 def timm_config(cfg: ExperimentConfig, class_names: list[str]) -> dict[str, Any]:
     """config.json in timm's hub layout (architecture, model_args, pretrained_cfg, label_names)."""
     t = cfg.data.transforms
-    norm = resolve_normalization(t, cfg.model)
+    norm = transforms_for(cfg).norm
     model_args = {"img_size": cfg.model.img_size} if cfg.model.img_size else {}
     return {
         "architecture": cfg.model.name,
@@ -65,8 +66,8 @@ def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list
     front = ["---", "library_name: timm" if timm_reason is None else "library_name: pytorch",
              "pipeline_tag: image-classification", "tags:", "- image-classification", "- fgvc",
              f"- {m.name}", f"datasets:\n- {d.name}", "metrics:\n- accuracy\n- f1", "---"]
-    recipe = (f"`{m.name}` ({'pretrained' if m.pretrained else 'from scratch'}), strategy `{s.name}`"
-              + (f" (last {s.unfreeze_last} stages)" if s.name == "partial" else "")
+    recipe = (f"`{m.name}` ({'pretrained' if m.pretrained else 'from scratch'}), engine `{t.engine}`, "
+              f"strategy `{s.name}` ({describe_strategy(s)})"
               + f", {d.transforms.crop} px, optimizer `{o.name}` lr {o.lr:g} weight decay {o.weight_decay:g}, "
               f"schedule `{cfg.schedule.name}`, loss `{cfg.loss.name}` (class weights {cfg.loss.class_weights}), "
               f"{t.epochs} epochs of batch {t.batch_size}, seed {cfg.seed}")

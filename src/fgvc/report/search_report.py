@@ -9,6 +9,7 @@ import io
 import json
 from pathlib import Path
 
+from fgvc.groupfolder import GroupFolder
 from fgvc.report.html import _fmt, _img, _page, _table
 from fgvc.runfolder import RunFolder
 
@@ -40,19 +41,22 @@ def _curves_png(record: dict) -> bytes:
 
 def search_report(search_dir: Path) -> Path:
     search_dir = Path(search_dir)
-    record = json.loads((search_dir / "search.json").read_text())
+    folder = GroupFolder(search_dir)
+    record = json.loads(folder.search_file.read_text())
     parts = [f"<p class='muted'>{html.escape(str(search_dir))}: {len(record['trials'])} trials of at most "
              f"{record['budget_epochs']} epochs, chosen by {html.escape(record['metric'])} ({record['mode']}); "
              "the test split is used only by the confirmation</p>"]
     confirmation = record.get("confirmation")
     if confirmation:
+        start, best = (f"{group.relative_to(search_dir).as_posix()}/{RunFolder.REPORT}"
+                       for group in (folder.confirm_start, folder.confirm_best))
         parts.append(f"<h2>Verdict</h2><p><b>{html.escape(confirmation['verdict'])}</b></p>"
                      f"<p class='muted'>{html.escape(confirmation['detail'])} "
-                     "(<a href='confirm/start/report.html'>start</a>, <a href='confirm/best/report.html'>best</a>)</p>")
+                     f"(<a href='{start}'>start</a>, <a href='{best}'>best</a>)</p>")
     best = record.get("best")
     if best:
         parts.append("<h2>Best trial</h2>" + _table(["key", "value"], [[k, v] for k, v in best["params"].items()])
-                     + "<p class='muted'>written as best.yaml</p>")
+                     + f"<p class='muted'>written as {folder.BEST_CONFIG}</p>")
     parts.append("<h2>Space</h2>" + _table(["key", "distribution"], [[k, v] for k, v in record["space"].items()]))
     parts.append("<h2>Curves</h2>" + _img(_curves_png(record), "validation metric per epoch of every trial"))
     keys = list(record["space"])
@@ -65,6 +69,6 @@ def search_report(search_dir: Path) -> Path:
     if record.get("importances"):
         parts.append("<h2>Parameter importances (Optuna, fANOVA)</h2>"
                      + _table(["key", "importance"], [[k, _fmt(v)] for k, v in record["importances"].items()]))
-    out = search_dir / RunFolder.REPORT
+    out = folder.report_file
     out.write_text(_page(f"fgvc search: {search_dir.name}", "".join(parts)))
     return out

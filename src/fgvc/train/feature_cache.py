@@ -56,8 +56,8 @@ def _images_fingerprint(images: ImageList) -> str:
 
 def _pooling(cfg: ExperimentConfig) -> dict:
     """Which layers and poolings the features are made of; empty for the default (older keys stay valid)."""
-    s = cfg.strategy
-    return {"pooling": [s.probe_layers, s.probe_pooling]} if s.pooled_layers else {}
+    p = cfg.probe
+    return {"pooling": [p.layers, p.pooling]} if p.pooled_layers else {}
 
 
 def _weights_fingerprint(cfg: ExperimentConfig) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fgvc.config import ExperimentConfig
 from fgvc.errors import ConfigError
+from fgvc.runfolder import RunFolder
 
 INSTALL = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}
 
@@ -16,9 +17,9 @@ def _csv_logger(loggers, run_dir: Path):
     metrics.csv when it starts; put back, its writer appends)."""
     import warnings
 
-    log_file = run_dir / "logs" / "metrics.csv"
+    log_file = RunFolder(run_dir).csv_log
     kept = log_file.read_bytes() if log_file.is_file() else None
-    logger = loggers.CSVLogger(save_dir=str(run_dir), name="logs", version="")
+    logger = loggers.CSVLogger(save_dir=str(run_dir), name=RunFolder.LOGS, version="")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*Experiment logs directory.*")
         writer = logger.experiment  # creates the writer now, which clears the folder

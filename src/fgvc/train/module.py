@@ -15,9 +15,9 @@ from fgvc.config import ExperimentConfig
 from fgvc.data.batches import BatchPreparation
 from fgvc.data.datamodule import mix_seed
 from fgvc.data.device_decode import EncodedBatch
-from fgvc.data.transforms import resolve_normalization
+from fgvc.data.transforms import transforms_for
 from fgvc.errors import NonFiniteLossError
-from fgvc.models.strategies import set_norm_modes
+from fgvc.models.strategies import opens_over_epochs, set_norm_modes
 from fgvc.train.losses import build_loss
 from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
 
@@ -70,7 +70,7 @@ class Classifier(L.LightningModule):
         self.train_top1 = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.val_metrics = classification_metrics(self.num_classes, "val/", cfg.eval.top_k)
         # uint8 batches (data.uint8_batches) are normalised here, on the model's device
-        self.batches = BatchPreparation(resolve_normalization(cfg.data.transforms, cfg.model), cfg.data.transforms)
+        self.batches = BatchPreparation(transforms_for(cfg).norm, cfg.data.transforms)
         self._scheduler_interval = "step"
         self._frozen_norms: list[nn.Module] = []
         self._first_bad: torch.Tensor | None = None  # (epoch, batch, global step) of the first non-finite loss
@@ -157,7 +157,7 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        groups = build_param_groups(self.model, cfg.optim, cfg.strategy, include_frozen=cfg.strategy.name == "gradual")
+        groups = build_param_groups(self.model, cfg.optim, cfg.strategy, include_frozen=opens_over_epochs(cfg.strategy))
         optimizer = build_optimizer(groups, cfg.optim)
         epochs = cfg.train.epochs
         steps_per_epoch = max(1, int(np.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs))))

@@ -23,6 +23,7 @@ from fgvc.config import ExperimentConfig
 from fgvc.errors import ConfigError
 from fgvc.models.assembly import build_network
 from fgvc.models.pipeline_split import Piece, equal_cuts, split_into_pieces
+from fgvc.runfolder import RunFolder
 
 # Adam-style optimizers keep two tensors per trainable parameter, and the gradient is a third.
 TRAINABLE_COPIES = 4
@@ -187,7 +188,7 @@ def write_plan(plan: dict, out: Path) -> tuple[Path, Path]:
     """plan.json and plan.png (stage times of both splits, the bottleneck marked) into ``out``."""
     from fgvc.report.pipeline_plot import plot_plan
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps(plan, indent=2))
-    return out / "plan.json", plot_plan(plan, out / "plan.png")
+    folder = RunFolder(out)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.pipeline_plan.write_text(json.dumps(plan, indent=2))
+    return folder.pipeline_plan, plot_plan(plan, folder.pipeline_plan_plot)

@@ -24,7 +24,7 @@ def on_disk(folder: RunFolder, resume_command: str) -> str:
             after = f" (after epoch {epoch})" if epoch >= 0 else ""
         except Exception:  # noqa: BLE001 - say what is there even when it cannot be read
             after = " (unreadable)"
-        return f"On disk: {folder.path}/checkpoints/last.ckpt{after}; resume with: {resume_command}"
+        return f"On disk: {last}{after}; resume with: {resume_command}"
     return (f"On disk: no checkpoint ({folder.path} holds the config and history only; no epoch finished); "
             f"start again with: fgvc train {folder.config_file}")
 

@@ -17,8 +17,9 @@ from fgvc.config import ExperimentConfig  # noqa: E402
 from fgvc.data import load_data  # noqa: E402
 from fgvc.models.assembly import build_network  # noqa: E402
 from fgvc.progress import show_progress  # noqa: E402
+from fgvc.train.engines.lightning import build_datamodule  # noqa: E402
 from fgvc.train.module import Classifier  # noqa: E402
-from fgvc.train.run import build_datamodule, quiet_lightning  # noqa: E402
+from fgvc.train.quiet import quiet_lightning  # noqa: E402
 
 
 @dataclass

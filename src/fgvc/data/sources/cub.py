@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
 from fgvc.data.sources.base import SourceParts, read_table, require_files, require_root
 from fgvc.errors import DataError
+from fgvc.registry import register_source
 
 FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt", "bounding_boxes.txt", "images")
 HINT = (
@@ -56,3 +58,9 @@ def load_cub200(root: Path, crop_to_box: bool = False) -> SourceParts:
         train=whole.subset(np.flatnonzero(train_flags), "cub200/train"),
         test=whole.subset(np.flatnonzero(~train_flags), "cub200/test"),
     )
+
+
+@register_source("cub200")
+def source_cub200(cfg: DataConfig) -> SourceParts:
+    """CUB-200-2011 birds"""
+    return load_cub200(cfg.root, crop_to_box=cfg.crop_to_box)

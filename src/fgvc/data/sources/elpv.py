@@ -16,12 +16,13 @@ from typing import Optional
 
 import numpy as np
 
+from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
 from fgvc.data.sources.base import SourceParts, read_table, require_files, require_root
 from fgvc.data.splits import stratified_split
 from fgvc.errors import DataError
+from fgvc.registry import register_source
 
-GRADES = {"0.0": 0, "0.3333333333333333": 1, "0.6666666666666666": 2, "1.0": 3}
 GRADE_NAMES = ["functional", "possibly_defective", "likely_defective", "defective"]
 TYPE_NAMES = ["mono", "poly"]
 BINARY_NAMES = ["functional", "defective"]  # defect probability < 0.5 / >= 0.5
@@ -75,3 +76,9 @@ def load_elpv(root: Optional[Path] = None, label: str = "grade", test_split_seed
     seed = TEST_SEED if test_split_seed is None else test_split_seed
     train_idx, test_idx = stratified_split(grades * 2 + types, TEST_FRACTION, seed)
     return SourceParts(train=whole.subset(train_idx, "elpv/train"), test=whole.subset(test_idx, "elpv/test"))
+
+
+@register_source("elpv", labels=("grade", "binary", "type"), draws_test_split=True)
+def source_elpv(cfg: DataConfig) -> SourceParts:
+    """ELPV solar cells (the pip package elpv-dataset, or data.root)"""
+    return load_elpv(cfg.root, cfg.label or "grade", cfg.test_split_seed)

@@ -16,9 +16,11 @@ from typing import Optional
 import numpy as np
 from torchvision.datasets import FashionMNIST
 
+from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
 from fgvc.data.sources.base import SourceParts
 from fgvc.errors import DataError
+from fgvc.registry import register_source
 
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -81,3 +83,9 @@ def load_fashion_mnist(root: Optional[Path], cache_dir: Path, download: bool = F
             name=f"fashion_mnist/{split}",
         )
     return SourceParts(train=parts["train"], test=parts["test"])
+
+
+@register_source("fashion_mnist")
+def source_fashion_mnist(cfg: DataConfig) -> SourceParts:
+    """Fashion-MNIST (IDX files)"""
+    return load_fashion_mnist(cfg.root, cfg.cache_dir, download=cfg.download)

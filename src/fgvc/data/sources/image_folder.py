@@ -8,9 +8,11 @@ from typing import Optional
 import numpy as np
 from torchvision.datasets.folder import find_classes, make_dataset
 
+from fgvc.config import DataConfig
 from fgvc.data.images import IMAGE_EXTENSIONS, ImageList
 from fgvc.data.sources.base import SourceParts, require_root
 from fgvc.errors import DataError
+from fgvc.registry import register_source
 
 HINT = "Expected one sub-folder per class holding its images: root/class_a/img1.jpg, root/class_b/img2.jpg."
 
@@ -46,3 +48,9 @@ def load_image_folder(root: Path, test_root: Optional[Path] = None) -> SourcePar
             )
         test = _scan(test_root, {c: class_to_idx[c] for c in test_classes}, "image_folder/test", classes)
     return SourceParts(train=train, test=test)
+
+
+@register_source("image_folder")
+def source_image_folder(cfg: DataConfig) -> SourceParts:
+    """one folder per class"""
+    return load_image_folder(cfg.root, cfg.test_root)

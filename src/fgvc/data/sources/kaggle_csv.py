@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvc.config import CsvConfig
+from fgvc.config import CsvConfig, DataConfig
 from fgvc.data.images import IMAGE_EXTENSIONS, UNLABELLED, ImageList, list_image_files
 from fgvc.data.sources.base import SourceParts, require_files, require_root
 from fgvc.errors import DataError
+from fgvc.registry import register_source
 
 HINT = "Download the competition's files (kaggle competitions download -c NAME) and extract them into data.root."
 
@@ -86,3 +87,9 @@ def load_kaggle_csv(root: Path, options: CsvConfig) -> SourceParts:
     elif options.test_dir:
         raise DataError(f"Kaggle CSV data set: test folder {root / options.test_dir} not found; set data.csv.test_dir: null if there is none")
     return SourceParts(train=train, unlabelled=unlabelled)
+
+
+@register_source("kaggle_csv")
+def source_kaggle_csv(cfg: DataConfig) -> SourceParts:
+    """a folder of images and a CSV of labels (Kaggle)"""
+    return load_kaggle_csv(cfg.root, cfg.csv)

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
+from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
 from fgvc.data.sources.base import SourceParts, require_files, require_root
 from fgvc.errors import DataError
+from fgvc.registry import register_source
 
 HINT = (
     "Download images.tar and lists.tar from http://vision.stanford.edu/aditya86/ImageNetDogs/ and extract "
@@ -65,3 +67,9 @@ def load_stanford_dogs(root: Path) -> SourceParts:
         )
 
     return SourceParts(train=image_list("train"), test=image_list("test"))
+
+
+@register_source("stanford_dogs")
+def source_stanford_dogs(cfg: DataConfig) -> SourceParts:
+    """Stanford Dogs"""
+    return load_stanford_dogs(cfg.root)

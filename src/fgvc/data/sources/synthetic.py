@@ -10,16 +10,17 @@ import numpy as np
 
 from fgvc.data.images import ImageList
 from fgvc.errors import DataError
+from fgvc.groupfolder import SyntheticFolder
 
-COLUMNS = ("file", "label", "generator", "checkpoint", "seed", "guidance", "confidence")
+COLUMNS = SyntheticFolder.MANIFEST_COLUMNS
 
 
 def load_synthetic(root: Path, class_names: Sequence[str]) -> ImageList:
     """The manifest's images with labels in the real data set's class order; unknown labels are errors."""
     root = Path(root).expanduser()
-    manifest = root / "manifest.csv"
+    manifest = SyntheticFolder(root).manifest_file
     if not manifest.is_file():
-        raise DataError(f"synthetic data set {root}: no manifest.csv (write one with fgvc's generators)")
+        raise DataError(f"synthetic data set {root}: no {manifest.name} (write one with fgvc's generators)")
     with manifest.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in ("file", "label") if c not in (reader.fieldnames or [])]

@@ -13,9 +13,11 @@ import numpy as np
 from scipy.io import loadmat
 from torchvision import datasets
 
+from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
 from fgvc.data.sources.base import SourceParts, pick_root, require_files, require_root
 from fgvc.errors import DataError
+from fgvc.registry import register_source
 
 
 def _image_list(paths, labels, class_names, name: str) -> ImageList:
@@ -134,3 +136,28 @@ def load_oxford_pets(root: Path, download: bool = False) -> SourceParts:
         train=_image_list(train._images, train._labels, train.classes, "oxford_pets/trainval"),
         test=_image_list(test._images, test._labels, train.classes, "oxford_pets/test"),
     )
+
+
+@register_source("flowers102")
+def source_flowers102(cfg: DataConfig) -> SourceParts:
+    """Oxford Flowers-102"""
+    return load_flowers102(cfg.root, download=cfg.download, official_val=cfg.official_val)
+
+
+@register_source("fgvc_aircraft", labels=("variant", "family", "manufacturer"))
+def source_fgvc_aircraft(cfg: DataConfig) -> SourceParts:
+    """FGVC-Aircraft"""
+    return load_fgvc_aircraft(cfg.root, cfg.label or "variant", download=cfg.download,
+                              official_val=cfg.official_val)
+
+
+@register_source("stanford_cars")
+def source_stanford_cars(cfg: DataConfig) -> SourceParts:
+    """Stanford Cars"""
+    return load_stanford_cars(cfg.root)
+
+
+@register_source("oxford_pets")
+def source_oxford_pets(cfg: DataConfig) -> SourceParts:
+    """Oxford-IIIT Pets"""
+    return load_oxford_pets(cfg.root, download=cfg.download)

@@ -1,20 +1,19 @@
-"""One run trained as a pipeline: the network cut into ``train.pipeline.stages`` sequential stages,
-one per process (``torch.distributed.pipelining``: ``PipelineStage`` + ``ScheduleGPipe`` /
-``Schedule1F1B``; gloo on the CPU, NCCL on GPUs). fgvc spawns the processes itself on one machine;
-under ``torchrun`` (several machines or GPUs) every rank runs ``fgvc train`` and rank 0 owns the folder.
+"""The pipeline engine's stages (:mod:`fgvc.train.engines.pipeline` drives them): the network cut into
+``train.pipeline.stages`` sequential stages, one per process (``torch.distributed.pipelining``:
+``PipelineStage`` + ``ScheduleGPipe`` / ``Schedule1F1B``; gloo on the CPU, NCCL on GPUs).
 
 Every process builds the whole network from the config and the seed, so all start from the same
 weights; each trains only its stage's blocks with its own optimizer. Rank 0 feeds the images, the
 last rank computes the loss. After each epoch the stages' weights are gathered on rank 0, which
 validates the whole model, writes history.csv and Lightning-format checkpoints that load back into
 the whole model, so the run folder is the same as any run's. Those checkpoints also hold every
-stage's optimizer (and scheduler) state and the cut points, so ``fgvc train --resume`` goes on from
-the last finished epoch exactly as the uninterrupted run would have (each epoch's data order,
-augmentation and dropout are drawn from (seed, epoch)). Batches that do not fill
-``train.batch_size`` are dropped (the micro-batches must have equal shapes); BatchNorm sees
-micro-batches, so a ViT (LayerNorm) matches a single-process run, a ResNet only closely. Each stage's
-blocks live on its own device; validation and the final evaluation run the whole model on rank 0's
-device, so the whole model must still fit there (evaluating through the pipeline is not done yet).
+stage's optimizer (and scheduler) state and the cut points, so a resume goes on from the last
+finished epoch exactly as the uninterrupted run would have (each epoch's data order, augmentation
+and dropout are drawn from (seed, epoch)). Batches that do not fill ``train.batch_size`` are dropped
+(the micro-batches must have equal shapes); BatchNorm sees micro-batches, so a ViT (LayerNorm)
+matches a single-process run, a ResNet only closely. Each stage's blocks live on its own device;
+validation and the final evaluation run the whole model on rank 0's device, so the whole model must
+still fit there (evaluating through the pipeline is not done yet).
 """
 
 from __future__ import annotations
@@ -35,16 +34,17 @@ from torch import nn
 from fgvc.config import ExperimentConfig
 from fgvc.data import load_data
 from fgvc.data.datamodule import EpochSampler, SeededImageDataset, mix_seed, seed_everything_quietly
-from fgvc.data.transforms import build_transform, resolve_normalization
+from fgvc.data.transforms import transforms_for
 from fgvc.errors import FgvcError, NonFiniteLossError
 from fgvc.models.assembly import build_network
 from fgvc.models.pipeline_split import build_stages, equal_cuts, split_into_pieces
-from fgvc.models.strategies import count_parameters, set_norm_modes
+from fgvc.models.strategies import set_norm_modes
 from fgvc.runfolder import RunFolder
 from fgvc.train.callbacks import print_epoch, write_history
 from fgvc.train.losses import build_loss
 from fgvc.train.module import classification_metrics
 from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
+from fgvc.train.quiet import quiet_lightning
 
 
 def choose_cuts(cfg: ExperimentConfig, model: nn.Module, num_classes: int) -> list[int]:
@@ -71,66 +71,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_pipeline(cfg: ExperimentConfig, folder: Optional[RunFolder] = None,
-                   evaluate: Sequence[str] = ("val", "test"), resume_from: Optional[Path] = None):
-    """Train ``cfg`` as a pipeline and evaluate it like any run (see the module docstring);
-    ``resume_from``: a checkpoint of this run in ``folder`` to go on from."""
-    from fgvc.train.recorded import recorded
-    from fgvc.train.run import RunResult, evaluate_and_finish, resume_hint
-    from fgvc.train.stopping import StopRequest, stop_on_signals
-
-    splits = load_data(cfg.data)
-    model, weights_report = build_network(cfg, splits.num_classes)  # a bad model fails before a folder exists
-    parameters = count_parameters(model)
-    stages = cfg.train.pipeline.stages
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # started by torchrun: this process is one rank
-        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        if world != stages:
-            raise FgvcError(f"torchrun started {world} processes for train.pipeline.stages={stages}: "
-                            f"use --nproc-per-node {stages} (times the nodes)")
-        _init(cfg, rank, world, None)
-        # rank 0 measures the split and claims the folder; every rank must use the same ones
-        shared = [_cuts(cfg, model, splits.num_classes, resume_from),
-                  str((folder or RunFolder.claim(cfg.run_dir)).path)] if rank == 0 else [None, None]
-        dist.broadcast_object_list(shared, src=0)
-        cuts, folder = shared[0], RunFolder(shared[1])
-        if rank:
-            _train_stage(cfg, rank, world, folder, cuts, resume_from)
-            dist.destroy_process_group()
-            return RunResult(folder.path)
-        with recorded(folder, StopRequest(), resume_hint(folder)):  # rank 0 keeps run.json and the lock
-            if resume_from is None:
-                folder.write_header(cfg.to_yaml(), splits.class_names)
-            started = time.perf_counter()
-            epochs = _train_stage(cfg, rank, world, folder, cuts, resume_from)
-            dist.destroy_process_group()
-            return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
-                                       time.perf_counter() - started, evaluate)
-
-    cuts = _cuts(cfg, model, splits.num_classes, resume_from)
-    folder = folder or RunFolder.claim(cfg.run_dir)
-    with stop_on_signals() as stop_request, recorded(folder, stop_request, resume_hint(folder)):
-        if resume_from is None:
-            folder.write_header(cfg.to_yaml(), splits.class_names)
-        started = time.perf_counter()
-        _spawn(cfg, stages, folder, cuts, resume_from)
-        epochs = len(folder.history_file.read_text().strip().splitlines()) - 1
-        return evaluate_and_finish(cfg, folder, splits, epochs, parameters, weights_report,
-                                   time.perf_counter() - started, evaluate)
-
-
-def _cuts(cfg: ExperimentConfig, model: nn.Module, num_classes: int, resume_from: Optional[Path]) -> list[int]:
-    """The cut points: a resumed run keeps its own (its optimizers' states belong to those stages)."""
-    if resume_from is not None:
-        saved = torch.load(resume_from, map_location="cpu", weights_only=False, mmap=True)
-        if "pipeline_cuts" not in saved:
-            raise FgvcError(f"{resume_from} was written by an fgvc that could not resume pipeline runs (no "
-                            "optimizer states in it); start the run again")
-        return list(saved["pipeline_cuts"])
-    return choose_cuts(cfg, model, num_classes)
-
-
-def _spawn(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: list[int],
+def spawn_stages(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: list[int],
            resume_from: Optional[Path] = None) -> None:
     import torch.multiprocessing as mp
 
@@ -153,16 +94,15 @@ def _spawn(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: list[int]
 
 def _spawned(rank: int, world: int, cfg: ExperimentConfig, folder: str, cuts: list[int], port: int,
              resume_from: Optional[Path]) -> None:
-    _init(cfg, rank, world, port)
+    init_rank(cfg, rank, world, port)
     try:
-        _train_stage(cfg, rank, world, RunFolder(folder), cuts, resume_from)
+        train_stage(cfg, rank, world, RunFolder(folder), cuts, resume_from)
     finally:
         dist.destroy_process_group()
 
 
-def _init(cfg: ExperimentConfig, rank: int, world: int, port: Optional[int]) -> None:
-    from fgvc.train.run import quiet_lightning
-
+def init_rank(cfg: ExperimentConfig, rank: int, world: int, port: Optional[int]) -> None:
+    """Join the stages' process group (``port``: fgvc's own rendezvous; None: torchrun's)."""
     quiet_lightning()
     if port is not None:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -244,7 +184,7 @@ def build_rank(cfg: ExperimentConfig, model: nn.Module, cuts: Sequence[int], ran
     return schedule, stage, build_optimizer(groups, cfg.optim) if groups else None
 
 
-def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder, cuts: list[int],
+def train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder, cuts: list[int],
                  resume_from: Optional[Path] = None) -> int:
     """This rank's part of every epoch (from the epoch after ``resume_from``'s); rank 0 also validates
     and writes history and checkpoints. Returns the number of epochs trained."""
@@ -267,8 +207,7 @@ def _train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder
                  if optimizer else None)
     torch_scheduler = scheduler["scheduler"] if scheduler and isinstance(
         scheduler["scheduler"], torch.optim.lr_scheduler.LRScheduler) else None  # timm's are set by step count
-    norm = resolve_normalization(cfg.data.transforms, cfg.model)
-    dataset = SeededImageDataset(splits.train, build_transform(cfg.data.transforms, norm, train=True), cfg.seed)
+    dataset = SeededImageDataset(splits.train, transforms_for(cfg).train, cfg.seed)
     names = _owned_names(model, stage)
     rows: list[dict] = []
     best: Optional[float] = None
@@ -356,9 +295,8 @@ def _validate(model: nn.Module, cfg: ExperimentConfig, splits, loss_fn, device) 
     """val/loss, val/top1, val/f1_macro (and top-k) of the whole model, on rank 0."""
     if splits.val is None or not len(splits.val):
         return {}
-    norm = resolve_normalization(cfg.data.transforms, cfg.model)
     loader = torch.utils.data.DataLoader(
-        SeededImageDataset(splits.val, build_transform(cfg.data.transforms, norm, train=False), cfg.seed),
+        SeededImageDataset(splits.val, transforms_for(cfg).eval, cfg.seed),
         batch_size=cfg.eval.batch_size, sampler=EpochSampler(len(splits.val), cfg.seed, shuffle=False, shard=False),
         num_workers=cfg.data.num_workers)
     # rank 0 alone: the other stages must not be asked to join a metric's sync

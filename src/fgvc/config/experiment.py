@@ -1,0 +1,99 @@
+"""One experiment: every section together, the checks that span sections, and the old keys that are
+still read (:mod:`.aliases`). A training engine's own conflicts are checked by the engine
+(``check_config`` of the registered engine), so a new engine brings its rules along."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, model_validator
+
+from fgvc.config.aliases import resolve_old_keys
+from fgvc.config.data import DataConfig
+from fgvc.config.generative import DiffusionConfig, GanConfig, StableDiffusionConfig
+from fgvc.config.model import ModelConfig, StrategyConfig
+from fgvc.config.optim import LossConfig, OptimConfig, ScheduleConfig
+from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
+from fgvc.config.section import Section
+from fgvc.config.train import ProbeConfig, TrainConfig
+from fgvc.registry import ENGINES
+
+
+class ExperimentConfig(Section):
+    """One experiment: what data, which model, how it is trained and evaluated, where it is written."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    gan: GanConfig = Field(default_factory=GanConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    stable_diffusion: StableDiffusionConfig = Field(default_factory=StableDiffusionConfig)
+    seed: int = 42
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, raw: Any) -> Any:
+        raw = resolve_old_keys(raw)
+        if isinstance(raw, dict) and isinstance(raw.get("train"), dict) and raw["train"].get("engine"):
+            # an engine's default strategy: the probe trains the head alone (strategy.name: linear)
+            default = ENGINES.info(str(raw["train"]["engine"])).get("strategy")
+            strategy = raw.setdefault("strategy", {})
+            if default and isinstance(strategy, dict) and "name" not in strategy:
+                strategy["name"] = default
+        return raw
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "ExperimentConfig":
+        if self.schedule.warmup_epochs and self.schedule.warmup_epochs >= self.train.epochs:
+            raise ValueError(
+                f"schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be less than train.epochs "
+                f"({self.train.epochs}): the warmup would take the whole run; lower it or train longer"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _crop_fits_model(self) -> "ExperimentConfig":
+        size, crop = self.model.img_size, self.data.transforms.crop
+        if size is not None and size != crop:
+            raise ValueError(f"model.img_size ({size}) differs from data.transforms.crop ({crop}): the network is "
+                             f"built for {size} px inputs and is fed {crop} px crops; set both to the same size")
+        return self
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> "ExperimentConfig":
+        """Settings that only another engine reads are refused (they would be ignored), then the engine
+        checks what it cannot combine with."""
+        engine = self.train.engine
+        for other in ENGINES.names():
+            for section in ENGINES.info(other).get("settings", ()) if other != engine else ():
+                default = type(self).model_fields[section].default_factory()
+                if getattr(self, section) != default:
+                    changed = _changed_keys(getattr(self, section), default)
+                    raise ValueError(f"{', '.join(f'{section}.{k}' for k in changed)}: settings of "
+                                     f"train.engine: {other}, which this config does not use (train.engine: "
+                                     f"{engine}); remove them (--set {section}={{}} resets the section) or set train.engine: {other}")
+        ENGINES.get(engine).check_config(self)
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: output.dir / output.name."""
+        return Path(self.output.dir).expanduser() / (self.output.name or "run")
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (paths as strings, tuples as lists)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _changed_keys(ours: Section, default: Section) -> list[str]:
+    return [k for k in type(ours).model_fields if getattr(ours, k) != getattr(default, k)]

@@ -1,0 +1,168 @@
+"""The folders of many runs (GroupFolder) and of generated images (SyntheticFolder) as types: every
+group file name is said here once, as every run file name is in :mod:`fgvc.runfolder`.
+
+GROUP/                 many runs (GroupFolder): a repeat or crossval group, a sweep, a study, a search
+  group.json           kind, the base config, and each member's settings
+  seed-N/, fold-K/, final/   members: ordinary run folders
+  summary.json         per split and metric: mean, std, CI over the members
+  report.html, <split>_members.png, curves.png
+  sweep.json           a sweep: the grid and the comparisons of its cells (each cell a group)
+  study.json, tables.md, arms/<arm>/   a study: its arms (each a group) and their comparisons
+  search.json, best.yaml, trials/trial-<id>/, tune/, confirm/start|best/   a search
+  ensemble.json, predictions_<split>.csv   `fgvc ensemble --out`
+
+SYNTHETIC/             generated images (SyntheticFolder): <class>/*.png, manifest.csv, filter_report.json
+
+This module imports nothing of fgvc but the run folder, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fgvc.runfolder import RunFolder
+
+
+class GroupFolder:
+    """A folder of many runs: a group (repeat, crossval, a sweep's cell, a study's arm) with its members'
+    run folders, or a folder of groups (a sweep, a study, a search), or an ensemble's output."""
+
+    GROUP = "group.json"
+    SUMMARY = "summary.json"
+    REPORT = RunFolder.REPORT
+    MEMBERS_PLOT = "{split}_members.png"  # the members' metrics of a split with the CI
+    CURVES = "curves.png"  # the members' learning curves, one line each
+    SEED_MEMBER = "seed-{seed}"
+    FOLD_MEMBER = "fold-{fold}"
+    FINAL = "final"  # crossval --retrain: trained on all folds
+    SWEEP = "sweep.json"
+    STUDY = "study.json"
+    TABLES = "tables.md"
+    ARMS = "arms"
+    SEARCH = "search.json"
+    BEST_CONFIG = "best.yaml"
+    TRIALS = "trials"
+    TRIAL_MEMBER = "trial-{trial}"
+    TUNE = "tune"  # Ray Tune's own state
+    CONFIRM = "confirm"
+    START = "start"  # the confirmation's groups: the starting config and the search's best
+    BEST = "best"
+    ENSEMBLE = "ensemble.json"
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"GroupFolder({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # -- a group of runs ----------------------------------------------------------------------
+    @property
+    def group_file(self) -> Path:
+        return self.path / self.GROUP
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def report_file(self) -> Path:
+        return self.path / self.REPORT
+
+    def members_plot(self, split: str) -> Path:
+        return self.path / self.MEMBERS_PLOT.format(split=split)
+
+    @property
+    def curves_plot(self) -> Path:
+        return self.path / self.CURVES
+
+    @classmethod
+    def seed_member(cls, seed: int) -> str:
+        """The name of a repeat's member for ``seed`` (its folder in the group)."""
+        return cls.SEED_MEMBER.format(seed=seed)
+
+    @classmethod
+    def fold_member(cls, fold: int) -> str:
+        return cls.FOLD_MEMBER.format(fold=fold)
+
+    def member(self, name: str) -> RunFolder:
+        return RunFolder(self.path / name)
+
+    # -- a sweep, a study ---------------------------------------------------------------------
+    @property
+    def sweep_file(self) -> Path:
+        return self.path / self.SWEEP
+
+    @property
+    def study_file(self) -> Path:
+        return self.path / self.STUDY
+
+    @property
+    def tables_file(self) -> Path:
+        return self.path / self.TABLES
+
+    @property
+    def arms_dir(self) -> Path:
+        return self.path / self.ARMS
+
+    # -- a search -----------------------------------------------------------------------------
+    @property
+    def search_file(self) -> Path:
+        return self.path / self.SEARCH
+
+    @property
+    def best_config(self) -> Path:
+        return self.path / self.BEST_CONFIG
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.path / self.TRIALS
+
+    @classmethod
+    def trial_member(cls, trial: str) -> str:
+        return cls.TRIAL_MEMBER.format(trial=trial)
+
+    def trial_dir(self, trial: str) -> Path:
+        return self.trials_dir / self.trial_member(trial)
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.path / self.TUNE
+
+    @property
+    def confirm_start(self) -> Path:
+        return self.path / self.CONFIRM / self.START
+
+    @property
+    def confirm_best(self) -> Path:
+        return self.path / self.CONFIRM / self.BEST
+
+    # -- an ensemble --------------------------------------------------------------------------
+    @property
+    def ensemble_file(self) -> Path:
+        return self.path / self.ENSEMBLE
+
+    def predictions_file(self, split: str = "test") -> Path:
+        """The ensemble's predictions, in a run's format and name."""
+        return self.path / RunFolder.PREDICTIONS.format(split=split)
+
+
+class SyntheticFolder:
+    """Generated images as a labelled data set: ``<class>/<file>.png`` listed in manifest.csv."""
+
+    MANIFEST = "manifest.csv"
+    MANIFEST_COLUMNS = ("file", "label", "generator", "checkpoint", "seed", "guidance", "confidence")
+    FILTER_REPORT = "filter_report.json"  # fgvc synthetic filter: the kept fraction per class
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / self.MANIFEST
+
+    @property
+    def filter_report(self) -> Path:
+        return self.path / self.FILTER_REPORT

@@ -1,0 +1,69 @@
+"""What a training engine is: built from the config, checked before any folder exists, then fit
+into a claimed run folder; :func:`fgvc.train.run.train` does the rest (claim, header, record, the
+shared finish). A new way to train is one file in this folder: a subclass registered with
+``@register_engine(name)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import lightning as L
+
+from fgvc.config import ExperimentConfig
+from fgvc.data import DataSplits
+from fgvc.errors import FgvcError
+from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
+from fgvc.train.result import Fitted
+from fgvc.train.stopping import StopRequest
+
+
+class Engine:
+    """One way to train a run. Subclasses fill in :meth:`prepare` and :meth:`fit`; the rest has
+    defaults that fit a single process writing Lightning-format checkpoints.
+
+    Registration details the config reads (``@register_engine(name, ...)``): ``settings``, the config
+    sections only this engine reads (refused under another engine); ``strategy``, the default
+    ``strategy.name`` under this engine; ``reports_epochs``, whether each epoch is validated (a
+    search can prune it)."""
+
+    def __init__(self, cfg: ExperimentConfig, callbacks: Sequence[L.Callback] = (), progress: bool = True):
+        self.cfg, self.callbacks, self.progress = cfg, list(callbacks), progress
+        self.splits: Optional[DataSplits] = None
+        self.start_epoch = 0  # a resumed run's first epoch (set by resume_point)
+
+    @classmethod
+    def check_config(cls, cfg: ExperimentConfig) -> None:
+        """Raise ValueError naming every setting this engine cannot combine with (config time)."""
+
+    def resume_point(self, folder: Optional[RunFolder], which: str) -> Optional[Path]:
+        """The checkpoint a resume of ``folder`` goes on from, or one clear error saying what to do."""
+        if folder is None:
+            raise FgvcError("resume needs the run folder")
+        folder.require()
+        path = folder.checkpoint(which)
+        if not path.is_file() and which == RunFolder.LAST:
+            raise FgvcError(f"cannot resume {folder.path}: no {path.relative_to(folder.path)} (the run stopped "
+                            "before its first epoch ended); start it again without --resume")
+        other = RunFolder.BEST if which == RunFolder.LAST else RunFolder.LAST
+        advice = "start the run again without --resume"
+        if folder.checkpoint(other).is_file():
+            advice = (f"resume from {folder.checkpoint(other).name} with `fgvc train --resume {folder.path} "
+                      f"--checkpoint {other}`, or {advice}")
+        # a missing, empty or truncated file is one clear error here, before anything is built
+        self.start_epoch = checkpoint_start_epoch(read_checkpoint(path, advice))
+        return path
+
+    def prepare(self, splits: DataSplits, resume_from: Optional[Path]) -> None:
+        """Build what training needs (the model first): a bad model, weights file or setting fails
+        here, before a run folder is claimed."""
+        self.splits = splits
+
+    def take_folder(self, folder: Optional[RunFolder]) -> tuple[RunFolder, bool]:
+        """(the run folder, whether this process owns it: records its status, writes the header,
+        finishes it). By default a new folder is claimed unless one is given."""
+        return folder or RunFolder.claim(self.cfg.run_dir), True
+
+    def fit(self, folder: RunFolder, stop_request: StopRequest, resume_from: Optional[Path]) -> Optional[Fitted]:
+        """Train into ``folder``; what the finish needs, or None in a process that does not finish."""
+        raise NotImplementedError

@@ -1,0 +1,46 @@
+"""Registries: one decorator line registers a thing; the config's choices and errors come from them."""
+
+import pytest
+
+from fgvc.config import load_config
+from fgvc.errors import ConfigError
+from fgvc.registry import CONFIG_CHOICES, ENGINES, POOLINGS, SOURCES, STRATEGIES, Registry, RegistryError
+
+
+def test_register_check_and_suggest():
+    registry = Registry("widget", "fgvc.errors")  # any importable package: nothing of it registers here
+
+    @registry.register("round", sides=0)
+    def round_widget():
+        """a widget without corners."""
+
+    assert registry.names() == ["round"] and registry.get("round") is round_widget
+    assert registry.docs["round"] == "a widget without corners" and registry.info("round") == {"sides": 0}
+    with pytest.raises(RegistryError, match=r"unknown widget 'rund' \(did you mean 'round'\?\); choose one of: round"):
+        registry.check("rund")
+    with pytest.raises(RegistryError, match="widget 'round' is registered twice"):
+        registry.register("round")(lambda: None)
+
+
+def test_every_builtin_is_registered_and_the_config_accepts_exactly_those():
+    assert SOURCES.names() and set(SOURCES.names()) >= {"elpv", "cub200", "image_folder", "kaggle_csv"}
+    assert set(STRATEGIES.names()) == {"full", "linear", "partial", "attention", "lora", "gradual"}
+    assert set(ENGINES.names()) == {"lightning", "pipeline", "probe"}
+    assert set(POOLINGS.names()) == {"avg", "max"}
+    for key, registry in CONFIG_CHOICES.items():
+        section, name = key.split(".")
+        for value in registry.names():
+            shown = f"[{value}]" if key == "probe.pooling" else value
+            extra = ["train.engine=probe"] if section == "probe" else []
+            assert getattr(getattr(load_config(None, extra + [f"{key}={shown}"]), section), name) in (value, [value])
+        with pytest.raises(ConfigError, match=f"{key}: unknown {registry.what} 'nonsense'; choose one of: "):
+            load_config(None, [f"{key}=[nonsense]" if key == "probe.pooling" else f"{key}=nonsense",
+                               *(["train.engine=probe"] if section == "probe" else [])])
+
+
+def test_label_choices_come_from_the_source_registration():
+    assert load_config(None, ["data.name=fgvc_aircraft", "data.label=family"]).data.label == "family"
+    with pytest.raises(ConfigError, match=r"label 'grade' is not one of \['variant', 'family', 'manufacturer'\]"):
+        load_config(None, ["data.name=fgvc_aircraft", "data.label=grade"])
+    with pytest.raises(ConfigError, match="only elpv draws its own test split; cub200 has an official one"):
+        load_config(None, ["data.name=cub200", "data.test_split_seed=1"])
