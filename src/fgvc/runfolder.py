@@ -18,7 +18,8 @@ RUN_DIR/               one run (RunFolder)
   lr_find.png, data_verify.json, samples.png   `fgvc tune lr`, `fgvc data verify`, `fgvc data show`
 
 Every module that reads or writes one of these files goes through this type (or GroupFolder), so the
-layout is said once. This module imports nothing of fgvc but the errors, so every layer may use it.
+layout is said once. This module imports nothing of fgvc but the errors and :mod:`fgvc.trust`, so every
+layer may use it.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ import csv
 import datetime as _dt
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from fgvc.errors import FgvcError
+from fgvc.errors import CheckpointError, FgvcError
+from fgvc.trust import load_checkpoint_file
 
 # The prediction CSV: fixed columns, then one probability column per class (``p_<class name>``).
 PREDICTION_COLUMNS = ("image", "target", "target_name", "predicted", "predicted_name", "confidence")
@@ -250,14 +253,31 @@ class RunFolder:
             n += 1
             if (candidate / cls.CONFIG).exists():  # a run from before run.json existed
                 continue
-            candidate.mkdir(parents=True, exist_ok=True)
             try:
+                candidate.mkdir(parents=True, exist_ok=True)
                 fd = os.open(candidate / cls.STATUS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise RunFolderError(f"cannot make the run folder {candidate}: {exc.strerror or exc}; set output.dir "
+                                     "to a folder you can write to") from None
             with os.fdopen(fd, "w") as handle:
                 json.dump(_status_record("claimed"), handle, indent=1)
             return cls(candidate)
+
+    @staticmethod
+    def check_writable(path: Path | str, what_to_do: str = "set output.dir to a folder you can write to") -> None:
+        """One clear error, before any work, when ``path`` (a run folder, or one still to be made) cannot
+        be written: the folder itself if it exists, else its parent (made if missing), must take a new file."""
+        path = Path(path)
+        target = path if path.is_dir() else path.parent
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".fgvc-write-check-", dir=target)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise RunFolderError(f"cannot write in {target}: {exc.strerror or exc}; {what_to_do}") from None
 
     def write_header(self, config_yaml: str, class_names: list[str]) -> None:
         """config.yaml and classes.json, written once when the run starts."""
@@ -367,14 +387,9 @@ def _status_record(status: str) -> dict[str, Any]:
     return {"status": status, "pid": os.getpid(), "time": _dt.datetime.now().isoformat(timespec="seconds")}
 
 
-class CheckpointError(RunFolderError):
-    """A checkpoint file is missing, empty, truncated or not a checkpoint."""
-
-
-def read_checkpoint(path: Path | str, what_to_do: str = "") -> dict[str, Any]:
-    """A Lightning checkpoint as a dict, or one clear error naming the file, what is wrong and what to do."""
-    import torch
-
+def read_checkpoint(path: Path | str, what_to_do: str = "", mmap: bool = False) -> dict[str, Any]:
+    """A Lightning checkpoint as a dict (weights only, :mod:`fgvc.trust`), or one clear error naming the
+    file, what is wrong and what to do."""
     path = Path(path)
     advice = f"; {what_to_do}" if what_to_do else ""
     if not path.is_file():
@@ -383,7 +398,9 @@ def read_checkpoint(path: Path | str, what_to_do: str = "") -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes; the process was probably killed while "
                               f"writing it){advice}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint_file(path, mmap=mmap)
+    except CheckpointError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a truncated zip, a pickle error, EOF: all mean "unreadable"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint: {reason}){advice}") from None

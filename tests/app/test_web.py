@@ -108,3 +108,40 @@ def test_the_page_in_headless_chromium_shows_the_top_class(run_dir, tmp_path):
             browser.close()
     finally:
         page.close()
+
+
+def test_twenty_concurrent_visitors_are_all_answered_and_uploads_are_bounded(run_dir, colour_data):
+    """20 clients at once on 127.0.0.1, each its own connection: every one gets its image's answer; a file
+    over --max-upload-mb is refused by the server before the model sees it."""
+    pytest.importorskip("gradio", reason="the app extra is not installed: pip install 'fgvc[app]'")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    from fgvc.app.web import serve
+
+    images = sorted((colour_data / "test").rglob("*.png"))[:10]
+    big = sorted((packaged_root() / "images").glob("*.png"))[0]  # a real 300 px cell: tens of KB
+    small_limit_mb = 0.01
+    assert all(p.stat().st_size < small_limit_mb * 2**20 < big.stat().st_size for p in images)
+    run = api.load_run(run_dir)
+    expected = {p.name: run.class_names[int(api.predict(run, images_to_predict([p], run.class_names)).argmax())]
+                for p in images}
+    port = free_port()
+    page = serve(run_dir, port=port, block=False, max_upload_mb=small_limit_mb)
+
+    def visit(i: int) -> str:
+        image = images[i % len(images)]
+        table = Client(f"http://127.0.0.1:{port}", verbose=False).predict([handle_file(str(image))],
+                                                                          api_name="/classify")[0]
+        return f'data-image="{image.name}" data-rank="1"' in table and expected[image.name] in table.split(
+            f'data-image="{image.name}" data-rank="1"')[1].split("</tr>")[0]
+
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            answered = list(pool.map(visit, range(20)))
+        assert answered == [True] * 20
+        with pytest.raises(Exception, match="(?i)(413|too large|exceeds|maximum)"):
+            Client(f"http://127.0.0.1:{port}", verbose=False).predict([handle_file(str(big))], api_name="/classify")
+    finally:
+        page.close()

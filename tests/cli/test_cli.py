@@ -68,3 +68,19 @@ def test_help_lists_commands():
         assert command in result.output
     data_help = runner.invoke(app, ["data", "--help"]).output
     assert "verify" in data_help and "show" in data_help
+
+
+def test_config_errors_are_answered_before_torch_is_imported(tmp_path):
+    """A config error that needs no model (unknown key, misspelt data set) is found before torch,
+    Lightning and timm are imported: the answer comes in well under a second, not ten."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {name: elvp}\noptim: {lrr: 0.1}\n")
+    code = ("import sys; from typer.testing import CliRunner; from fgvc.cli import app\n"
+            f"for args in (['train', {str(bad)!r}], ['repeat', {str(bad)!r}], ['sweep', {str(bad)!r}, '--grid', "
+            f"'optim.lr=0.1,0.2'], ['summary', {str(bad)!r}]):\n"
+            "    result = CliRunner().invoke(app, args)\n"
+            "    assert result.exit_code == 2 and \"unknown data set 'elvp'\" in result.output, result.output\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'timm') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -29,8 +29,8 @@ def test_zero_fraction_keeps_everything():
 
 
 def test_singleton_class_error_is_actionable():
-    with pytest.raises(DataError, match=r"classes \[2\] have fewer than 2 images; lower data.val_fraction"):
-        stratified_split(np.array([0, 0, 1, 1, 2]), 0.5, seed=0)
+    with pytest.raises(DataError, match=r"class 'red' has 1 image, fewer than 2; lower data.val_fraction"):
+        stratified_split(np.array([0, 0, 1, 1, 2]), 0.5, seed=0, class_names=["blue", "green", "red"])
 
 
 def test_kfold_disjoint_covering_and_stratified():
@@ -46,7 +46,7 @@ def test_kfold_disjoint_covering_and_stratified():
 
 
 def test_kfold_too_few_images_per_class():
-    with pytest.raises(DataError, match="fewer than 5 images; use fewer folds"):
+    with pytest.raises(DataError, match="5-fold split: class #1 has 3 images, fewer than 5; use fewer folds"):
         stratified_kfold(np.array([0] * 10 + [1] * 3), 5, seed=0)
 
 

@@ -107,11 +107,13 @@ def test_crossval_with_retrain(tiny_overrides, tmp_path):
     assert sum(val_sizes) == 48
 
 
-def _fake_group(path, values, seeds):
-    write_group(path, "repeat", load_config(), {f"seed-{s}": {"seed": s} for s in seeds})
+def _fake_group(path, values, seeds, cfg=None, classes=None):
+    write_group(path, "repeat", cfg or load_config(), {f"seed-{s}": {"seed": s} for s in seeds})
     for s, v in zip(seeds, values):
         (path / f"seed-{s}").mkdir(parents=True)
         (path / f"seed-{s}" / "metrics.json").write_text(json.dumps({"seed": s, "test": {"top1": v, "n": 100}}))
+        if classes:
+            (path / f"seed-{s}" / "classes.json").write_text(json.dumps(classes))
     return path
 
 
@@ -130,6 +132,26 @@ def test_compare_verdicts_on_constructed_groups(tmp_path):
     assert f"- {rows[0][3]}" in written and "+1.64" in result.output
     with pytest.raises(FgvcError, match="not a run group"):
         compare_groups([a, tmp_path])
+
+
+def test_compare_refuses_other_tasks_unknown_metrics_and_missing_groups(tmp_path):
+    grades = ["functional", "possibly_defective", "likely_defective", "defective"]
+    elpv = _fake_group(tmp_path / "elpv", [0.7, 0.72, 0.71], [1, 2, 3], load_config(None, ["data.name=elpv"]), grades)
+    kaggle = _fake_group(tmp_path / "kaggle", [0.9, 0.92, 0.91], [1, 2, 3],
+                         load_config(None, ["data.name=kaggle_csv"]), ["cat", "dog"])
+    with pytest.raises(FgvcError, match=r"cannot compare elpv and kaggle: they learn different tasks \(data set "
+                                        r"'elpv' vs 'kaggle_csv'\)"):
+        compare_groups([elpv, kaggle])
+    three = _fake_group(tmp_path / "three", [0.7, 0.72, 0.71], [1, 2, 3], classes=["a", "b", "c"])
+    two = _fake_group(tmp_path / "two", [0.8, 0.82, 0.81], [1, 2, 3], classes=["a", "b"])
+    with pytest.raises(FgvcError, match=r"they learn different tasks \(classes 3 classes \[a, b, c\] vs 2 classes"):
+        compare_groups([three, two])
+    again = _fake_group(tmp_path / "again", [0.71, 0.73, 0.70], [1, 2, 3], classes=["a", "b", "c"])
+    assert compare_groups([three, again], metrics=["top1"])
+    with pytest.raises(FgvcError, match="--metric nonsense: the groups report no such test metric; choose from: n, top1"):
+        compare_groups([three, again], metrics=["nonsense"])
+    result = runner.invoke(app, ["compare", str(three), str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "run group not found" in result.output
 
 
 def test_sweep_grid_and_cli_repeat(tiny_overrides, tmp_path):
@@ -174,3 +196,12 @@ def test_repeat_can_vary_the_split_with_the_seed(tiny_overrides, tmp_path):
     val = {s: {r.image for r in RunFolder(tmp_path / "g" / f"seed-{s}").predictions("val")} for s in (3, 4)}
     assert val[3] != val[4]  # other val images
     assert json.loads((tmp_path / "g" / "group.json").read_text())["members"]["seed-3"]["vary"] == ["seed", "data.split_seed"]
+
+
+def test_cli_crossval_prints_the_test_aggregate_and_warns_in_folds(tiny_overrides, tmp_path):
+    config = tmp_path / "cv.yaml"
+    config.write_text(load_config(None, tiny_overrides + ["train.epochs=1"]).to_yaml())
+    result = runner.invoke(app, ["crossval", str(config), "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    assert "val split (mean and 95% CI)" in result.output and "test split (mean and 95% CI)" in result.output
+    assert "only 2 runs: a confidence interval over so few folds" in result.output

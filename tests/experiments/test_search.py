@@ -5,8 +5,10 @@ import html
 import json
 
 import pytest
+from typer.testing import CliRunner
 import yaml
 
+from fgvc.cli import app
 from fgvc.config import load_config
 from fgvc.errors import ConfigError, FgvcError
 from fgvc.experiments.search_space import load_space
@@ -92,6 +94,11 @@ def test_search_prunes_never_sees_test_and_confirms_its_winner(tiny_overrides, t
     report = (tmp_path / "s" / "report.html").read_text()
     assert html.escape(verdict) in report and "pruned" in report and "Parameter importances" in report
     assert set(record["importances"]) == {"optim.lr", "optim.name"}
+    # `fgvc report` rebuilds a search folder's report as it does a run's or a group's
+    (tmp_path / "s" / "report.html").unlink()
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert html.escape(verdict) in (tmp_path / "s" / "report.html").read_text()
 
 
 def test_search_refuses_a_probe_and_too_few_seeds(tiny_overrides, tmp_path):

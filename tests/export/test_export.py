@@ -76,6 +76,11 @@ def test_predict_with_the_onnx_engine_and_int8(tiny_overrides, tmp_path, colour_
     assert quantized["test_top1_change_points"] == pytest.approx(
         100 * (quantized["test_int8"]["top1"] - quantized["test_fp32"]["top1"]), abs=0.01)
     assert read_metadata(quantized["file"])["quantization"] == "static"
+    assert "macro F1" in result.output  # the int8 model's test top-1 and macro F1, each beside fp32's
+    result = runner.invoke(app, ["export", str(run_dir), "--format", "torchscript"])
+    assert result.exit_code == 0, result.output
+    files = json.loads((run_dir / "export" / "export.json").read_text())["files"]
+    assert set(files) == {"model.onnx", "model.int8-static.onnx", "model.pt"}  # every export keeps its record
     flat = tmp_path / "flat"  # predict takes a folder of images
     flat.mkdir()
     for path in sorted((colour_data / "test").rglob("*.png")):
@@ -98,8 +103,10 @@ def test_export_errors_are_one_line(tiny_overrides, tmp_path):
     run_dir = trained(tiny_overrides, tmp_path, "cnn")
     with pytest.raises(FgvcError, match="--format 'tflite': choose onnx or torchscript"):
         export_run(run_dir, "tflite")
-    with pytest.raises(FgvcError, match="--quantize 'static': choose dynamic or static, with --format onnx"):
+    with pytest.raises(FgvcError, match="--quantize works on ONNX files .* --format torchscript has none"):
         export_run(run_dir, "torchscript", quantize_mode="static")
+    with pytest.raises(FgvcError, match="--quantize 'int4': choose dynamic or static"):
+        export_run(run_dir, "onnx", quantize_mode="int4")
     result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path), "--engine", "onnx"])
     assert result.exit_code == 2 and "no ONNX model at" in result.output and "fgvc export" in result.output
     (tmp_path / "broken.onnx").write_bytes(b"not a model")

@@ -2,6 +2,10 @@
 fgvc push uploads loads back in plain timm with the same logits."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import timm
@@ -51,6 +55,28 @@ def test_push_offline_says_so(tiny_overrides, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "HF_HUB_OFFLINE is set" in result.output
     result = runner.invoke(app, ["push", str(tmp_path / "nope"), "--local-dir", str(tmp_path / "h")])
     assert result.exit_code == 2 and "run folder not found" in result.output
+    (tmp_path / "a-file").write_text("not a folder")  # unwritable even for root: a path under a file
+    result = runner.invoke(app, ["push", str(run_dir), "--local-dir", str(tmp_path / "a-file" / "hub")])
+    assert result.exit_code == 2 and "cannot write the hub files into" in result.output
+    assert "Traceback" not in result.output
+    # online as far as the Hub client knows (a new process: its offline flag is read at import), but the
+    # Hub cannot be reached (a closed port on this machine): the client's own connection error (httpx's,
+    # not an OSError) becomes one line, and nothing is uploaded
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
+    done = subprocess.run([str(Path(sys.executable).parent / "fgvc"), "push", str(run_dir), "me/model"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach the Hugging Face Hub" in done.stderr and "nothing was uploaded" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.startswith("error: ")
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
 def test_card_says_when_timm_cannot_load_the_run(tiny_overrides):
@@ -60,3 +86,7 @@ def test_card_says_when_timm_cannot_load_the_run(tiny_overrides):
     assert "head is fgvc's own" in loads_in_timm(cfg)
     card = model_card(cfg, {}, ["a", "b"], "run")
     assert "library_name: pytorch" in card and "Not loadable by plain timm" in card
+    # the default label is named, no placeholder link, one epoch is singular
+    elpv = model_card(load_config(None, ["data.name=elpv", "train.epochs=1"]), {}, ["a", "b"], "run")
+    assert "(label: grade)" in elpv and "https://github.com/" not in elpv and "1 epoch of batch" in elpv
+    assert "(label: binary)" in model_card(load_config(None, ["data.name=elpv", "data.label=binary"]), {}, ["a", "b"], "r")

@@ -26,6 +26,11 @@ def test_timm_model_with_new_head_and_dropout_rates():
 def test_unknown_timm_name():
     with pytest.raises(WeightsError, match="'resnet_999' is not a timm model"):
         create_model(ModelConfig(name="resnet_999", pretrained=False), 3)
+    # misspellings get the names closest by edit distance
+    with pytest.raises(WeightsError, match="did you mean tf_efficientnet_lite0, "):
+        create_model(ModelConfig(name="tf_efficientnet_lite0x", pretrained=False), 3)
+    with pytest.raises(WeightsError, match="did you mean resnet50, "):
+        create_model(ModelConfig(name="resnet5O", pretrained=False), 3)
 
 
 def test_offline_without_weights_file_says_how_to_provide_one():
@@ -75,3 +80,31 @@ def test_torch_hub_local_repo(tmp_path):
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 9)
     with pytest.raises(WeightsError, match=r"(?s)could not load torch.hub someone/missing:x.*torch.hub uses its cache"):
         create_model(ModelConfig(source="torch_hub", hub_repo="someone/missing", hub_entry="x"), 2)
+
+
+def test_hub_downloads_go_offline_at_once_when_the_hub_does_not_answer(monkeypatch):
+    """One connection attempt decides: a Hub that does not answer makes timm's download behave as with
+    HF_HUB_OFFLINE=1 (the cache, or one clear error at once) instead of a minute of retries."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from fgvc.models.factory import offline_unless_the_hub_answers
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    with offline_unless_the_hub_answers(timeout=1):
+        assert constants.HF_HUB_OFFLINE is True
+    assert constants.HF_HUB_OFFLINE is False
+    with pytest.raises(WeightsError, match="could not get pretrained weights for 'resnet10t'"):
+        create_model(ModelConfig(name="resnet10t"), 3)
+    assert constants.HF_HUB_OFFLINE is False
+    with socket.socket() as server:  # a Hub that answers: nothing changes
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        with offline_unless_the_hub_answers(timeout=1):
+            assert constants.HF_HUB_OFFLINE is False

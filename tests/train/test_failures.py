@@ -78,30 +78,38 @@ def finished_run(tiny_overrides):
     return train(cfg, progress=False).run_dir
 
 
+@pytest.fixture
+def killed_run(finished_run):
+    """A run whose checkpoints are on disk and that did not finish (a finished run is not resumed)."""
+    RunFolder(finished_run).set_status("failed", "killed")
+    return finished_run
+
+
 @pytest.mark.parametrize("damage", ["truncated", "empty"])
-def test_resume_from_a_corrupt_checkpoint_is_one_clear_line(finished_run, damage):
-    last = finished_run / "checkpoints" / "last.ckpt"
+def test_resume_from_a_corrupt_checkpoint_is_one_clear_line(killed_run, damage):
+    last = killed_run / "checkpoints" / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"")
     with pytest.raises(CheckpointError, match=f"checkpoint {last} is {'unreadable' if damage == 'truncated' else 'empty'}"):
-        resume(finished_run, progress=False)
-    result = runner.invoke(app, ["train", "--resume", str(finished_run), "--no-progress"])
+        resume(killed_run, progress=False)
+    result = runner.invoke(app, ["train", "--resume", str(killed_run), "--no-progress"])
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and str(last) in lines[0] and "--checkpoint best" in lines[0], result.output
     assert "Traceback" not in result.output and "Aborted" not in result.output
 
 
-def test_resume_from_best_after_a_corrupt_last(finished_run):
-    (finished_run / "checkpoints" / "last.ckpt").write_bytes(b"junk")
-    result = runner.invoke(app, ["train", "--resume", str(finished_run), "--checkpoint", "best", "--no-progress"])
+def test_resume_from_best_after_a_corrupt_last(killed_run):
+    (killed_run / "checkpoints" / "last.ckpt").write_bytes(b"junk")
+    result = runner.invoke(app, ["train", "--resume", str(killed_run), "--checkpoint", "best", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert RunFolder(finished_run).status()["status"] == "finished"
+    assert RunFolder(killed_run).status()["status"] == "finished"
 
 
 def test_eval_predict_explain_ensemble_on_a_corrupt_checkpoint(finished_run, colour_data):
     best = finished_run / "checkpoints" / "best.ckpt"
     best.write_bytes(best.read_bytes()[:1000])
+    (finished_run / "checkpoints" / "model.safetensors").unlink()  # else the best weights are read from it
     commands = {
         "eval": ["eval", str(finished_run)],
         "predict": ["predict", str(finished_run), str(colour_data / "test" / "red"), "--out", str(finished_run / "s.csv")],

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from fgvc import api
-from fgvc.errors import DataError
+from fgvc.errors import DataError, ImageTooLargeError
 
 
 @dataclass
@@ -49,6 +49,8 @@ class Demo:
         for file in map(Path, files):
             try:
                 readable.append((file, api.open_image(file)))
+            except ImageTooLargeError as exc:  # a decompression bomb is named with its size, not decoded
+                problems.append(f"{file.name}: {exc.reason}, skipped")
             except DataError:
                 problems.append(f"{file.name}: not a readable image, skipped")
         answers: list[Answer] = []

@@ -58,16 +58,21 @@ def build_page(demo: Demo):
 
 
 def serve(run_dir: Path | str, port: int = 7860, host: str = "127.0.0.1", top_k: int = 5,
-          method: Optional[str] = None, block: bool = True):
+          method: Optional[str] = None, block: bool = True, max_upload_mb: float = 20.0, queue_size: int = 64):
     """Start the demo on http://host:port; ``block`` False returns the running page (``page.close()``
-    stops it)."""
+    stops it).
+
+    Uploads are bounded: a file over ``max_upload_mb`` is refused by the server (HTTP 413) before it
+    is read, and at most ``queue_size`` requests wait; the model answers one request at a time, so
+    memory stays that of one batch of uploads whatever the number of visitors."""
     gr = require_gradio()
     page = build_page(Demo(run_dir, top_k, method))
+    page.queue(max_size=queue_size, default_concurrency_limit=1)
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])
     try:
         page.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
-                    theme=theme, footer_links=[], ssr_mode=False)
+                    theme=theme, footer_links=[], ssr_mode=False, max_file_size=int(max_upload_mb * 1024 * 1024))
     except OSError as exc:
         raise FgvcError(f"cannot serve on {host}:{port}: {exc} (choose another --port)") from None
     return page

@@ -30,8 +30,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="print fgvc's version and exit")) -> None:
+                                       help="print fgvc's version and exit"),
+          trust_checkpoint: bool = typer.Option(
+              False, "--trust-checkpoint", help="load checkpoints with full pickle, which can run code: only for "
+              "files you made yourself (default: weights only; also FGVC_TRUST_CHECKPOINTS=1)")) -> None:
     """fgvc: fine-grained visual classification done properly."""
+    if trust_checkpoint:  # an environment variable: Ray workers and stage processes inherit it
+        from fgvc.trust import trust_checkpoints
+
+        trust_checkpoints(True)
 
 
 app.add_typer(config_app, name="config")

@@ -40,7 +40,7 @@ def config_choices() -> None:
         table.add_column("name")
         table.add_column("what it is")
         for name in registry.names():
-            table.add_row(name, registry.docs[name])
+            table.add_row(name, registry.doc(name))
         console.print(table)
 
 
@@ -57,7 +57,8 @@ def data_verify(
     from fgvc.data.verify import verify_splits
 
     cfg = load_config(config, set_)
-    splits = load_data(cfg.data)
+    # verify lists every problem, so it reads ids that training refuses (as label conflicts below)
+    splits = load_data(cfg.data.model_copy(update={"allow_duplicate_ids": True}))
     total = sum(len(images) for _, images in splits.named())
     with Progress(TextColumn("verifying {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
@@ -123,6 +124,11 @@ def _print_verify(report, name: str) -> None:
         for kind, notes in by_kind.items():
             examples = ", ".join(Path(n.image).name for n in notes[:3]) + (", ..." if len(notes) > 3 else "")
             console.print(f"  {kind}: {len(notes)} image{'s' if len(notes) > 1 else ''} ({examples})", highlight=False)
+    if report.skipped_links:
+        console.print(f"[yellow]{len(report.skipped_links)} folder links not followed (a link back into the data "
+                      "folder never is; others only with data.follow_links: true):[/]")
+        for link in report.skipped_links[:20]:
+            console.print(f"  {link}", highlight=False)
     if report.ok:
         console.print("[green]no unreadable files, no duplicates across splits, no label conflicts[/]")
 

@@ -43,9 +43,9 @@ def repeat_command(
     gpus_per_trial: Optional[float] = GpusOption,
 ) -> None:
     """Train the config once per seed; mean, std, min/max and a 95% CI of every metric."""
+    cfg = load_config(config, set_)  # checked before the heavy imports
     from fgvc.experiments.repeat import draw_seeds, parse_seeds, repeat
 
-    cfg = load_config(config, set_)
     seed_list = draw_seeds(int(seeds)) if random_seeds else parse_seeds(seeds, cfg.seed)
     keys = [k.strip() for k in vary.split(",") if k.strip()]
     runner = make_group_executor(cfg, executor, address, cpus_per_trial, gpus_per_trial)
@@ -70,12 +70,14 @@ def crossval_command(
     gpus_per_trial: Optional[float] = GpusOption,
 ) -> None:
     """Stratified k-fold cross-validation: per-fold and aggregated metrics."""
+    cfg = load_config(config, set_)  # checked before the heavy imports
     from fgvc.experiments.crossval import crossval
 
-    cfg = load_config(config, set_)
     runner = make_group_executor(cfg, executor, address, cpus_per_trial, gpus_per_trial)
     summary = crossval(cfg, folds, out, retrain=retrain, log=console.print, executor=runner)
     _print_summary(summary, "val")
+    if "test" in summary["metrics"]:  # every fold's model on the untouched test split
+        _print_summary(summary, "test")
     if "final" in summary and "test" in summary["final"]:
         _print_metrics("retrained on all folds: test metrics", summary["final"]["test"])
     console.print(f"group folder: {summary['group']}")
@@ -123,10 +125,10 @@ def sweep_command(
     gpus_per_trial: Optional[float] = GpusOption,
 ) -> None:
     """Run a grid of config values x seeds and compare every cell with the first."""
+    cfg = load_config(config, set_)  # checked before the heavy imports
     from fgvc.experiments.repeat import parse_seeds
     from fgvc.experiments.sweep import parse_grid, sweep
 
-    cfg = load_config(config, set_)
     runner = make_group_executor(cfg, executor, address, cpus_per_trial, gpus_per_trial)
     result = sweep(cfg, parse_grid(grid), parse_seeds(seeds, cfg.seed), out, split, log=console.print,
                    executor=runner)
@@ -230,19 +232,21 @@ def search_command(
                                                                   "default train.epochs"),
     seeds: str = typer.Option("3", help="confirmation seeds: a count (>= 3) or a list"),
     metric: Optional[str] = typer.Option(None, help="validation metric to choose by (default train.monitor)"),
+    split: str = typer.Option("test", help="split the confirmation compares on (val where the data set has no "
+                                           "labelled test split)"),
     out: Optional[Path] = typer.Option(None, help="search folder (default RUN_DIR-search)"),
     address: Optional[str] = AddressOption,
     cpus_per_trial: Optional[float] = CpusOption,
     gpus_per_trial: Optional[float] = GpusOption,
 ) -> None:
     """Ray Tune search (Optuna TPE, ASHA pruning on val), then the best vs the start over the same seeds."""
+    cfg = load_config(config, set_)  # checked before the heavy imports
     from fgvc.experiments.executors import executor_settings
     from fgvc.experiments.repeat import parse_seeds
     from fgvc.experiments.search import search
 
-    cfg = load_config(config, set_)
     settings = executor_settings(cfg, "ray", address, cpus_per_trial, gpus_per_trial)
     record = search(cfg, space, trials, out, budget_epochs, parse_seeds(seeds, cfg.seed), settings, metric,
-                    log=console.print)
+                    log=console.print, split=split)
     console.print(record["confirmation"]["verdict"], highlight=False)
     console.print(f"search folder: {record['folder']} (best.yaml, report.html)")

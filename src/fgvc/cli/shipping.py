@@ -58,8 +58,11 @@ def app_command(
     top_k: int = typer.Option(5, min=1, help="classes shown per image"),
     method: Optional[str] = typer.Option(None, help="gradcam, gradcam++, ..., attention, rollout "
                                                     "(default: attention for a ViT, Grad-CAM otherwise)"),
+    max_upload_mb: float = typer.Option(20.0, min=0.001, help="largest upload the server accepts, in MB"),
+    queue_size: int = typer.Option(64, min=1, help="requests that may wait for the model at once"),
 ) -> None:
     """Web demo: upload images, see the top classes, what the model looks at, and the model card."""
     from fgvc.app.web import serve
 
-    serve(run_dir, port, host, top_k, method)  # Gradio prints the address once the page is up
+    # Gradio prints the address once the page is up
+    serve(run_dir, port, host, top_k, method, max_upload_mb=max_upload_mb, queue_size=queue_size)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fgvc.cli._common import (
@@ -15,6 +16,7 @@ from fgvc.cli._common import (
     _print_per_class,
     app,
     console,
+    err_console,
     friendly_errors,
     tune_app,
 )
@@ -40,15 +42,16 @@ def train_command(
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
     """Fine-tune a model; writes a run folder with checkpoints, history, metrics and plots."""
+    if resume is None and config is None:
+        raise FgvcError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
+    cfg = load_config(config, set_) if resume is None else None  # checked before the heavy imports
     from fgvc.train.run import resume as resume_run
     from fgvc.train.run import train
 
     if resume is not None:
         result = resume_run(resume, progress=progress, checkpoint=checkpoint_name(checkpoint))
-    elif config is None:
-        raise FgvcError("give a CONFIG to train, or --resume RUN_DIR to continue a run")
     else:
-        result = train(load_config(config, set_), progress=progress)
+        result = train(cfg, progress=progress)
     for split in ("val", "test"):
         if split in result.metrics:
             _print_metrics(f"{split} metrics (best checkpoint)", result.metrics[split])
@@ -81,30 +84,39 @@ def predict_command(
     kind: str = typer.Option("label", "--format", help="label: id,label rows; probs: id + one column per class"),
     id_column: str = typer.Option("id", help="name of the id column"),
     label_column: str = typer.Option("label", help="name of the label column (label format)"),
-    engine: str = typer.Option("torch", help="torch (the run's model) or onnx (ONNX Runtime on an exported "
-                                             "model: RUN/export/model.onnx, or --model)"),
-    model_file: Optional[Path] = typer.Option(None, "--model", help="--engine onnx: the .onnx file to run "
-                                                                    "(e.g. an int8 one)"),
+    ids: str = typer.Option("stem", help="each row's id: stem (0), name (0.jpg) or path (images/0.jpg: the "
+                                         "folder's name and the file's, as Kaggle's classify-leaves wants)"),
+    engine: Optional[str] = typer.Option(None, help="torch (the run's model; the default) or onnx (ONNX Runtime on "
+                                                    "an exported model: RUN/export/model.onnx, or --model)"),
+    model_file: Optional[Path] = typer.Option(None, "--model", help="an .onnx file exported from this run (e.g. "
+                                                                    "its int8 one); implies --engine onnx"),
 ) -> None:
     """Classify images (files or folders) and write a Kaggle submission CSV; a few images also get their
-    top-k classes printed."""
-    import dataclasses
-
+    top-k classes printed. An ONNX file runs only if it was exported from RUN_DIR (same classes, input
+    size and normalisation; its metadata says), and nothing is written otherwise."""
     from fgvc.evaluate.predict import predict_probs, write_submission
     from fgvc.evaluate.runs import images_to_predict, load_trained
-    from fgvc.export.engines import ENGINES, OnnxRuntimeModel
+    from fgvc.export.engines import ENGINES
 
     if kind not in ("label", "probs"):
         raise FgvcError(f"--format {kind!r}: use label or probs")
+    engine = engine or ("onnx" if model_file is not None else "torch")
     if engine not in ENGINES:
         raise FgvcError(f"--engine {engine!r}: use {' or '.join(ENGINES)}")
+    if model_file is not None and engine != "onnx":
+        raise FgvcError(f"--model {model_file} is an ONNX file, which --engine {engine} does not run; drop "
+                        "--engine (--model implies onnx) or drop --model")
+    if not out.parent.is_dir():  # before any work: a CSV nobody can write costs the whole prediction
+        raise FgvcError(f"--out {out}: folder {out.parent} does not exist; create it or choose another path")
     run = load_trained(run_dir)
     if engine == "onnx":
-        path = model_file or RunFolder(run_dir).onnx_model
-        if not Path(path).is_file():
-            raise FgvcError(f"no ONNX model at {path}; write it with `fgvc export {run_dir}` (or pass --model FILE)")
-        run = dataclasses.replace(run, model=OnnxRuntimeModel(path))
-    folder = images_to_predict(images, run.class_names)
+        import dataclasses
+
+        from fgvc.export.engines import onnx_model_for
+
+        run = dataclasses.replace(run, model=onnx_model_for(run, model_file or RunFolder(run_dir).onnx_model))
+    folder = images_to_predict(images, run.class_names, ids,
+                               log=lambda note: err_console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False))
     probs = predict_probs(run.model, folder, run.tta_transform(run.cfg.eval.tta), run.cfg.eval.batch_size,
                           tta=run.cfg.eval.tta)
     write_submission(out, list(folder.meta["id"]), probs, run.class_names, kind, id_column, label_column)
@@ -140,11 +152,11 @@ def summary_command(
     num_classes: Optional[int] = typer.Option(None, help="class count (default: read from the data set)"),
 ) -> None:
     """Parameters (total / trainable / frozen) and memory of the model under its strategy."""
+    cfg = load_config(config, set_)  # checked before the heavy imports
     from fgvc.data import load_data
     from fgvc.models.assembly import build_network
     from fgvc.models.summary import human_bytes, summarize
 
-    cfg = load_config(config, set_)
     num_classes = num_classes or load_data(cfg.data).num_classes
     model, _ = build_network(cfg, num_classes, pretrained=False)
     result = summarize(model, cfg.model.name, cfg.strategy.name, cfg.optim.name,
@@ -173,9 +185,9 @@ def tune_lr(config: Path = ConfigArg, set_: List[str] = SetOption,
             out: Optional[Path] = typer.Option(None, help="plot path (default RUN_DIR/lr_find.png)"),
             steps: int = typer.Option(100, min=5, help="training steps of the range test")) -> None:
     """Learning-rate range test: plot of loss against lr, and a suggested lr."""
+    cfg = load_config(config, set_)  # checked before the heavy imports
     from fgvc.train.tune import find_lr
 
-    cfg = load_config(config, set_)
     finding = find_lr(cfg, out or RunFolder(cfg.run_dir).lr_find_plot, steps=steps)
     console.print(f"suggested lr: {finding.suggestion:.3g}" if finding.suggestion else "no suggestion (loss too flat)")
     console.print(f"plot: {finding.plot}")

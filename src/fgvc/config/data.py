@@ -138,6 +138,12 @@ class DataConfig(Section):
     download: bool = Field(False, description="let torchvision download the data set (online users only)")
     official_val: bool = Field(False, description="use the data set's own val split where it has one")
     csv: CsvConfig = Field(default_factory=CsvConfig, description="layout of a CSV data set (data.name: kaggle_csv)")
+    allow_duplicate_ids: bool = Field(False,
+        description="kaggle_csv: train on ids listed twice with different labels, every row as listed "
+                    "(false: such ids stop training before it starts; fgvc data verify lists them)")
+    follow_links: bool = Field(False,
+        description="image_folder: follow folder links that lead outside data.root (false: list no linked "
+                    "folders); a link back into the tree (red/up -> ..) is never followed; data verify names them")
     val_fraction: float = Field(0.1, ge=0, lt=1,
         description="fraction of the training split held out, stratified, for validation (0: none)")
     split_seed: int = Field(0, description="seed of the train/val split, kept apart from the training seed")

@@ -4,6 +4,7 @@ still read (:mod:`.aliases`). A training engine's own conflicts are checked by t
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from fgvc.config.model import ModelConfig, StrategyConfig
 from fgvc.config.optim import LossConfig, OptimConfig, ScheduleConfig
 from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
 from fgvc.config.section import Section
-from fgvc.config.train import ProbeConfig, TrainConfig
+from fgvc.config.train import ProbeConfig, TrainConfig, reported_metrics
 from fgvc.registry import ENGINES
 
 
@@ -59,6 +60,16 @@ class ExperimentConfig(Section):
                 f"schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be less than train.epochs "
                 f"({self.train.epochs}): the warmup would take the whole run; lower it or train longer"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _monitor_is_reported(self) -> "ExperimentConfig":
+        known = reported_metrics(self.eval.top_k)
+        if self.train.monitor not in known:
+            close = difflib.get_close_matches(self.train.monitor, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"train.monitor {self.train.monitor!r} is not a metric a run reports{hint}; "
+                             f"choose one of: {', '.join(known)}")
         return self
 
     @model_validator(mode="after")

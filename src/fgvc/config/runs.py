@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fgvc.config.section import Section
 
@@ -20,7 +20,19 @@ class EvalConfig(Section):
 
 class OutputConfig(Section):
     dir: Path = Field(Path("runs"), description="folder that run folders are written into")
-    name: Optional[str] = Field(None, description="run folder name; null: the config file's name")
+    name: Optional[str] = Field(None, description="run folder name, one folder inside output.dir (no / or ..); "
+                                                  "null: the config file's name")
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: Optional[str]) -> Optional[str]:
+        """The run folder stays inside output.dir: a name like ../../x once wrote a whole run elsewhere."""
+        if name is None:
+            return name
+        if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise ValueError("not a single folder name (no /, \\, . or ..): it names the run folder inside "
+                             "output.dir; put any other folders into output.dir")
+        return name
 
 
 class ExecutorConfig(Section):

@@ -11,6 +11,13 @@ from fgvc.config.section import Section
 from fgvc.registry import ENGINES, POOLINGS
 
 
+def reported_metrics(top_k: int) -> list[str]:
+    """What every epoch of a run reports, so what ``train.monitor`` (and a search's metric) can name;
+    ``val/top<k>`` with ``eval.top_k`` (reported when k is below the class count)."""
+    extra = [f"val/top{top_k}"] if top_k > 1 else []
+    return ["val/loss", "val/top1", "val/f1_macro", *extra, "train/loss", "train/top1"]
+
+
 class PipelineConfig(Section):
     """Pipeline parallelism: the model cut into sequential stages on separate devices/processes."""
 

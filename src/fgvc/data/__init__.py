@@ -33,16 +33,18 @@ def load_data(cfg: DataConfig) -> DataSplits:
         # k-fold: the whole training part (with any official val) is split; fold k is the val split
         if val is not None:
             train, val = concat_images([train, val], f"{train.name}+val"), None
-        fold_train, fold_val = stratified_kfold(train.labels, cfg.folds, cfg.split_seed)[cfg.fold or 0]
+        fold_train, fold_val = stratified_kfold(train.labels, cfg.folds, cfg.split_seed,
+                                                 train.class_names)[cfg.fold or 0]
         train, val = train.subset(fold_train, f"{train.name}:fold{cfg.fold}"), train.subset(fold_val, f"{train.name}:val{cfg.fold}")
     elif val is None and cfg.val_fraction > 0:
-        kept, held = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed)
+        kept, held = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed, train.class_names)
         train, val = train.subset(kept, f"{train.name}:train"), train.subset(held, f"{train.name}:val")
     if cfg.limit_per_class is not None:
         train = train.subset(limit_per_class(train.labels, cfg.limit_per_class, cfg.split_seed))
     if cfg.synthetic is not None:
         train = add_synthetic(train, cfg)  # training split only: val and test stay real
-    return DataSplits(train=train, val=val, test=parts.test, unlabelled=parts.unlabelled)
+    return DataSplits(train=train, val=val, test=parts.test, unlabelled=parts.unlabelled,
+                      skipped_links=parts.skipped_links)
 
 
 def add_synthetic(train: ImageList, cfg: DataConfig) -> ImageList:

@@ -126,8 +126,8 @@ def _jpeg_header(data: bytes) -> Optional[tuple[int, int]]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size if image.format == "JPEG" and image.mode in DEVICE_JPEG_MODES else None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return None  # PIL's decode in the worker then names the file
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # PIL's decode in the worker then names the file (and a bomb's size)
 
 
 class EncodedBatch:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from fgvc.errors import DataError
+from fgvc.errors import DataError, ImageTooLargeError
 
 UNLABELLED = -1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -70,16 +70,42 @@ def image_notes(data: bytes, path_name: str) -> list[str]:
     return notes
 
 
+VERIFY_HINT = "Run `fgvc data verify CONFIG` to list every unreadable file."
+
+
 def decode_image(data: bytes, name: str) -> Image.Image:
     """Decode image bytes fully (truncated files fail here, not later) into an RGB image."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             return to_rgb(image)
+    except Image.DecompressionBombError:
+        reason = too_many_pixels(data)
+        raise ImageTooLargeError(f"cannot read image {name}: {reason}; shrink or remove it. {VERIFY_HINT}",
+                                 reason) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"cannot read image {name}: {exc}. Run `fgvc data verify CONFIG` to list every unreadable file."
-        ) from None
+        raise DataError(f"cannot read image {name}: {exc}. {VERIFY_HINT}") from None
+
+
+def too_many_pixels(data: bytes) -> str:
+    """Why PIL refused an image as a decompression bomb: the size its header declares, against PIL's limit."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    size = declared_size(data)
+    shown = f"{size[0]} x {size[1]} pixels" if size else "too many pixels"
+    return f"{shown}, over PIL's limit of {limit:,} pixels (a possible decompression bomb)"
+
+
+def declared_size(data: bytes) -> Optional[tuple[int, int]]:
+    """(width, height) from the image's header alone, nothing decoded and no pixel limit applied
+    (PIL's format readers parse only the header when opened)."""
+    Image.init()
+    for factory, accept in list(Image.OPEN.values()):
+        try:
+            if accept is None or accept(data[:16]) is True:
+                return tuple(factory(io.BytesIO(data), "").size)
+        except Exception:  # a reader that cannot parse it: not this format
+            continue
+    return None
 
 
 def read_bytes(path: Path) -> bytes:
@@ -227,6 +253,39 @@ def list_image_files(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, in natural order (2.jpg before 10.jpg)."""
     files = [p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(files, key=natural_key)
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Whether one of two real folder paths contains the other."""
+    return os.path.commonpath([a, b]) in (a, b)
+
+
+def follows(link: str, walked: list[str], follow_links: bool) -> bool:
+    """Whether to descend into the folder link ``link``: only when asked, and never into a folder that
+    overlaps one walked already (``red/up -> ..`` would list the tree again, or forever). A followed
+    link's target is added to ``walked``."""
+    target = os.path.realpath(link)
+    if not follow_links or any(_overlaps(target, done) for done in walked):
+        return False
+    walked.append(target)
+    return True
+
+
+def walk_image_files(top: Path, walked: list[str], follow_links: bool = False,
+                     skipped: Optional[list[str]] = None) -> list[Path]:
+    """Image files anywhere below ``top``, in torchvision's ImageFolder order (folders by path, files by
+    name). Folder links are followed as :func:`follows` says; those not followed are added to ``skipped``
+    as ``"link -> target"``. ``walked``: the real folders walked so far (the data set's root at first)."""
+    found = []
+    for folder, dirs, files in os.walk(top, followlinks=True):  # links are pruned here, not by os.walk
+        for name in list(dirs):
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not follows(path, walked, follow_links):
+                dirs.remove(name)
+                if skipped is not None:
+                    skipped.append(f"{path} -> {os.readlink(path)}")
+        found.append((folder, sorted(f for f in files if f.lower().endswith(IMAGE_EXTENSIONS))))
+    return [Path(folder, name) for folder, names in sorted(found) for name in names]
 
 
 def natural_key(path: Path) -> tuple:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, Optional
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -12,21 +12,38 @@ from fgvc.data.images import ImageList
 from fgvc.errors import DataError
 
 
-def _too_small(labels: np.ndarray, needed: int) -> list[int]:
+def _too_small(labels: np.ndarray, needed: int, class_names: Optional[Sequence[str]]) -> Optional[str]:
+    """The classes with fewer than ``needed`` images, by name ("class 'red' has 1 image"); None if none."""
     counts = np.bincount(labels)
-    return [int(c) for c in np.flatnonzero((counts > 0) & (counts < needed))]
+    small = [(int(c), int(counts[c])) for c in np.flatnonzero((counts > 0) & (counts < needed))]
+    if not small:
+        return None
+
+    def name(c: int) -> str:
+        return repr(class_names[c]) if class_names is not None else f"#{c}"
+
+    def images(n: int) -> str:
+        return f"{n} image{'' if n == 1 else 's'}"
+
+    if len(small) == 1:
+        return f"class {name(small[0][0])} has {images(small[0][1])}, fewer than {needed}"
+    shown = ", ".join(f"{name(c)} ({images(n)})" for c, n in small[:10])
+    more = f" and {len(small) - 10} more" if len(small) > 10 else ""
+    return f"{len(small)} classes have fewer than {needed} images: {shown}{more}"
 
 
-def stratified_split(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (kept, held out) with ``fraction`` of each class held out; sorted, same seed same split."""
+def stratified_split(labels, fraction: float, seed: int,
+                     class_names: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out) with ``fraction`` of each class held out; sorted, same seed same split.
+    ``class_names`` name the classes in errors."""
     labels = np.asarray(labels)
     if fraction <= 0:
         return np.arange(len(labels)), np.array([], dtype=np.int64)
-    small = _too_small(labels, 2)
+    small = _too_small(labels, 2, class_names)
     if small:
         raise DataError(
-            f"cannot hold out a stratified {fraction:.0%} split: classes {small[:10]} have fewer than 2 images; "
-            "lower data.val_fraction to 0, or add images to those classes"
+            f"cannot hold out a stratified {fraction:.0%} split: {small}; "
+            "lower data.val_fraction to 0, or add images to the class"
         )
     try:
         kept, held = train_test_split(
@@ -41,14 +58,16 @@ def stratified_split(labels, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(kept), np.sort(held)
 
 
-def stratified_kfold(labels, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``folds`` (train, val) index pairs; every image is in exactly one val fold."""
+def stratified_kfold(labels, folds: int, seed: int,
+                     class_names: Optional[Sequence[str]] = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` (train, val) index pairs; every image is in exactly one val fold. ``class_names`` name
+    the classes in errors."""
     labels = np.asarray(labels)
     if folds < 2:
         raise DataError(f"k-fold needs at least 2 folds, got {folds}")
-    small = _too_small(labels, folds)
+    small = _too_small(labels, folds, class_names)
     if small:
-        raise DataError(f"{folds}-fold split: classes {small[:10]} have fewer than {folds} images; use fewer folds")
+        raise DataError(f"{folds}-fold split: {small}; use fewer folds (data.folds)")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(np.sort(t), np.sort(v)) for t, v in splitter.split(np.zeros(len(labels)), labels)]
 
@@ -72,6 +91,7 @@ class DataSplits:
     val: Optional[ImageList]
     test: Optional[ImageList]
     unlabelled: Optional[ImageList] = None
+    skipped_links: list[str] = field(default_factory=list)  # folder links the source did not follow
 
     @property
     def class_names(self) -> list[str]:

@@ -62,6 +62,7 @@ class VerifyReport:
     totals: dict[str, int] = field(default_factory=dict)  # split -> images (labelled or not)
     conflicts: list[Duplicate] = field(default_factory=list)  # same content under different labels
     notes: list[Note] = field(default_factory=list)  # odd but readable files; never a failure
+    skipped_links: list[str] = field(default_factory=list)  # folder links not followed ("link -> target")
 
     @property
     def ok(self) -> bool:
@@ -111,7 +112,8 @@ def verify_splits(
 
     Unreadable files are listed, never dropped. ``progress(split, n)`` is called as images are done.
     """
-    report = VerifyReport(class_names=list(splits.class_names), counts={}, sizes={})
+    report = VerifyReport(class_names=list(splits.class_names), counts={}, sizes={},
+                          skipped_links=list(splits.skipped_links))
     seen: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for split, images in splits.named():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -14,11 +14,12 @@ from fgvc.config import ExperimentConfig, load_config
 from fgvc.data import DataSplits, load_data
 from fgvc.data.images import UNLABELLED, ImageList, list_image_files
 from fgvc.data.transforms import Normalization, Transforms, transforms_for
-from fgvc.errors import FgvcError
+from fgvc.errors import CheckpointError, FgvcError
 from fgvc.evaluate.metrics import compute_metrics
 from fgvc.evaluate.predict import predict_probs, write_predictions_csv
 from fgvc.models.assembly import build_network
 from fgvc.models.heads import classifier_name
+from fgvc.models.strategies import merge_lora
 from fgvc.runfolder import RunFolder, read_checkpoint
 
 
@@ -55,8 +56,12 @@ def checkpoint_state(path: Path, what_to_do: str = "") -> dict[str, torch.Tensor
     return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
 
 
-def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST) -> TrainedRun:
-    """The trained model of a run folder, on the CPU, in eval mode."""
+def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST, weights_file: bool = True) -> TrainedRun:
+    """The trained model of a run folder, on the CPU, in eval mode.
+
+    The best checkpoint's weights come from ``checkpoints/model.safetensors`` where it exists (plain
+    tensors: nothing in it can run code), else from ``best.ckpt``; ``weights_file=False`` reads the
+    checkpoint always (the shared finish, which writes the safetensors file from it)."""
     folder = RunFolder(run_dir).require()
     cfg = load_config(folder.config_file)
     class_names = folder.class_names()
@@ -64,6 +69,9 @@ def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST) -> TrainedRun:
         class_names = load_data(cfg.data).class_names
     if folder.probe_head_file.is_file():  # the probe engine saves its head alone
         return _load_probe(folder, cfg, class_names)
+    if checkpoint == RunFolder.BEST and weights_file and folder.weights_file.is_file():
+        return TrainedRun(folder.path, cfg, _load_weights_file(folder, cfg, len(class_names)), class_names,
+                          transforms_for(cfg))
     ckpt = folder.checkpoint(checkpoint)
     if not ckpt.is_file():
         ckpt = folder.last_checkpoint
@@ -80,6 +88,26 @@ def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST) -> TrainedRun:
                         f"unexpected {unexpected[:5]}; {advice}")
     model.eval()
     return TrainedRun(folder.path, cfg, model, class_names, transforms_for(cfg))
+
+
+def _load_weights_file(folder: RunFolder, cfg: ExperimentConfig, num_classes: int) -> nn.Module:
+    """The network of ``cfg`` with the weights of model.safetensors (the best checkpoint's, LoRA merged:
+    so a LoRA network is merged before they go in)."""
+    from safetensors.torch import load_file
+
+    path = folder.weights_file
+    advice = f"delete it to read {folder.checkpoint(RunFolder.BEST).name} instead, or train the run again"
+    try:
+        state = load_file(path)
+    except Exception as exc:  # noqa: BLE001 - a truncated header or not a safetensors file: unusable
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"weights file {path} is unreadable ({reason}); {advice}") from None
+    model = merge_lora(build_network(cfg, num_classes, pretrained=False)[0])
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not fit the model of {folder.config_file}: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}; {advice}")
+    return model.eval()
 
 
 def _load_probe(folder: RunFolder, cfg: ExperimentConfig, class_names: list[str]) -> TrainedRun:
@@ -117,28 +145,51 @@ def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,
     return metrics
 
 
-def images_to_predict(paths: list[Path], class_names: list[str]) -> ImageList:
+ID_STYLES = ("stem", "name", "path")  # 0 (the file stem), 0.jpg (its name), images/0.jpg (folder/name)
+
+
+def images_to_predict(paths: list[Path], class_names: list[str], ids: str = "stem",
+                      log: Callable[[str], None] = lambda _: None) -> ImageList:
     """Images to classify: each path a folder (the images directly in it) or one image file; unlabelled,
-    with their file stems as ids, in the order given (a folder's in natural order)."""
+    in the order given (a folder's in natural order). ``ids``: each image's id is its file stem, its
+    file name, or ``folder/name`` (Kaggle's classify-leaves ids: ``images/0.jpg``). What a folder
+    holds besides images (sub-folders, other files) and ids that repeat are said through ``log``."""
     from fgvc.data.images import IMAGE_EXTENSIONS
 
+    if ids not in ID_STYLES:
+        raise FgvcError(f"--ids {ids!r}: use {', '.join(ID_STYLES)}")
     files: list[Path] = []
+    labels: list[str] = []
     for path in map(Path, paths):
         if path.is_dir():
             found = list_image_files(path)
             if not found:
                 raise FgvcError(f"no images (.jpg, .png, ...) directly in {path}")
+            skipped = sorted(p.name for p in path.iterdir() if p not in set(found))
+            if skipped:
+                folders = sum((path / name).is_dir() for name in skipped)
+                log(f"{path}: skipped {folders} sub-folder(s) and {len(skipped) - folders} other file(s) "
+                    f"({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''}): predict reads the images "
+                    "directly in a folder; give a sub-folder as an argument of its own")
             files += found
+            labels += [f"{path.name}/{p.name}" for p in found]
         elif path.is_file():
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 raise FgvcError(f"{path} is not an image file ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             files.append(path)
+            labels.append(str(path))
         else:
             raise FgvcError(f"image or folder not found: {path}")
     if not files:
         raise FgvcError("no images given")
+    names = {"stem": [p.stem for p in files], "name": [p.name for p in files], "path": labels}[ids]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        log(f"{len(repeated)} id(s) name more than one image ({', '.join(repeated[:3])}"
+            f"{', ...' if len(repeated) > 3 else ''}): their rows cannot be told apart; "
+            f"use --ids {'name' if ids == 'stem' else 'path'} to keep them apart")
     return ImageList(class_names, np.full(len(files), UNLABELLED), paths=files,
-                     meta={"id": np.array([p.stem for p in files])}, name=", ".join(str(p) for p in paths[:3]))
+                     meta={"id": np.array(names)}, name=", ".join(str(p) for p in paths[:3]))
 
 
 def images_in_folder(folder: Path, class_names: list[str]) -> ImageList:

@@ -52,12 +52,13 @@ def metric_range(metric: str) -> str:
     return "real"
 
 
-def few_runs_warning(n: int) -> Optional[str]:
-    """A warning for summaries over fewer than 3 runs (None otherwise)."""
+def few_runs_warning(n: int, unit: str = "seeds") -> Optional[str]:
+    """A warning for summaries over fewer than 3 runs (None otherwise); ``unit``: what the runs vary
+    (seeds, or folds for a cross-validation)."""
     if n >= FEW_RUNS:
         return None
-    return (f"only {n} run{'s' if n != 1 else ''}: a confidence interval over so few seeds is very wide or "
-            "undefined; use 3 or more seeds for a number to report")
+    return (f"only {n} run{'s' if n != 1 else ''}: a confidence interval over so few {unit} is very wide or "
+            f"undefined; use 3 or more {unit} for a number to report")
 
 
 def _t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:

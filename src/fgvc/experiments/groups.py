@@ -100,6 +100,8 @@ def write_group(group_dir: Path, kind: str, base: ExperimentConfig, members: dic
 
 def read_group(group_dir: Path) -> dict[str, Any]:
     path = GroupFolder(group_dir).group_file
+    if not Path(group_dir).is_dir():
+        raise FgvcError(f"run group not found: {group_dir}")
     if not path.is_file():
         raise FgvcError(f"{group_dir} is not a run group (no {path.name}); make one with fgvc repeat / crossval / sweep")
     return json.loads(path.read_text())
@@ -154,7 +156,7 @@ def summarize_group(group_dir: Path, confidence: float = 0.95, bootstrap: int = 
     seconds = [float(metrics[n]["train_seconds"]) for n in names if "train_seconds" in metrics[n]]
     if seconds:
         summary["metrics"]["time"] = {"train_seconds": describe(seconds, confidence, metric="train_seconds").to_dict()}
-    warning = few_runs_warning(len(names))
+    warning = few_runs_warning(len(names), "folds" if group.get("kind") == "crossval" else "seeds")
     if warning:
         summary["warning"] = warning
     GroupFolder(group_dir).summary_file.write_text(json.dumps(summary, indent=2))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from fgvc.config import ExperimentConfig
+from fgvc.errors import FgvcError
 from fgvc.experiments.executors import LocalExecutor
 from fgvc.experiments.groups import member_config, summarize_group, write_group
 from fgvc.experiments.jobs import Executor, MemberJob
@@ -16,12 +17,16 @@ from fgvc.report.html import group_report
 
 
 def parse_seeds(text: str, base_seed: int) -> list[int]:
-    """'5' -> five seeds from the config's seed on; '1,7,42' -> those seeds."""
+    """'5' -> five seeds from the config's seed on; '1,7,42' -> those seeds; anything else one clear error."""
     text = text.strip()
-    if "," in text:
-        return [int(s) for s in text.split(",") if s.strip()]
-    count = int(text)
-    return [base_seed + i for i in range(count)]
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else None
+        count = int(text) if seeds is None else len(seeds)
+    except ValueError:
+        raise FgvcError(f"--seeds {text!r}: give a count (5) or a list of seeds (1,7,42)") from None
+    if count < 1:
+        raise FgvcError(f"--seeds {text!r}: give at least one seed")
+    return seeds if seeds is not None else [base_seed + i for i in range(count)]
 
 
 def draw_seeds(count: int) -> list[int]:

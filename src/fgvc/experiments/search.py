@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from fgvc.config import ExecutorConfig, ExperimentConfig, validate_config
+from fgvc.config.train import reported_metrics
 from fgvc.errors import FgvcError
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.executors import make_executor
 from fgvc.experiments.groups import member_config, run_member
 from fgvc.experiments.jobs import Log
+from fgvc.experiments.plan_checks import check_comparison_plan, require_labelled_split
 from fgvc.experiments.repeat import finish_repeat, plan_repeat
 from fgvc.experiments.search_space import Dimension, load_space, overrides_for
 from fgvc.groupfolder import GroupFolder
@@ -130,9 +132,10 @@ def importances(records: Sequence[dict], dimensions: Sequence[Dimension], mode: 
 def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Optional[Path] = None,
            budget_epochs: Optional[int] = None, seeds: Sequence[int] = (0, 1, 2),
            settings: Optional[ExecutorConfig] = None, metric: Optional[str] = None, seed: int = 0,
-           log: Log = print) -> dict[str, Any]:
+           log: Log = print, split: str = "test") -> dict[str, Any]:
     """Search ``space_file`` around ``cfg`` with ``trials`` trials (each at most ``budget_epochs``),
-    write best.yaml, then confirm it against ``cfg`` over ``seeds``."""
+    write best.yaml, then confirm it against ``cfg`` over ``seeds`` on ``split``. Everything the end
+    needs (the metric, the seeds, a labelled split to confirm on) is checked before Ray starts."""
     from fgvc.experiments.ray_executor import ray_session
 
     if not ENGINES.info(cfg.train.engine).get("reports_epochs"):
@@ -143,6 +146,11 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
     metric = metric or cfg.train.monitor
     if not metric.startswith("val/"):
         raise FgvcError(f"--metric {metric}: a search chooses on the validation split only (e.g. val/top1)")
+    known = [m for m in reported_metrics(cfg.eval.top_k) if m.startswith("val/")]
+    if metric not in known:
+        raise FgvcError(f"--metric {metric}: not a metric the trials report; choose one of: {', '.join(known)}")
+    check_comparison_plan(cfg, seeds, split, "fgvc search's confirmation")
+    require_labelled_split(cfg, "val", "fgvc search (it chooses on val)")
     mode = "min" if "loss" in metric else "max"
     if budget_epochs:
         cfg = member_config(cfg, [f"train.epochs={budget_epochs}"])
@@ -177,7 +185,7 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
     make_executor(settings).run([j for a in jobs for j in a], log=log)
     for name, arm_jobs in zip(groups, jobs):
         finish_repeat(groups[name], arm_jobs)
-    record["confirmation"] = confirmation(groups[folder.START], groups[folder.BEST], metric.split("/", 1)[-1])
+    record["confirmation"] = confirmation(groups[folder.START], groups[folder.BEST], metric.split("/", 1)[-1], split)
     record["folder"] = str(search_dir)
     record["importances"] = importances(record["trials"], dimensions, mode)
     record_file.write_text(json.dumps(record, indent=2))
@@ -187,20 +195,20 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
     return record
 
 
-def confirmation(start: Path, best: Path, metric: str = "top1") -> dict[str, Any]:
-    """The paired comparison of the best config against the start on test, as one sentence."""
+def confirmation(start: Path, best: Path, metric: str = "top1", split: str = "test") -> dict[str, Any]:
+    """The paired comparison of the best config against the start on ``split``, as one sentence."""
     from fgvc.evaluate.stats import b_is_better, significant
 
-    rows = [row for row in compare_groups([start, best], "test", [metric])]
+    rows = [row for row in compare_groups([start, best], split, [metric])]
     _, _, comparison, text = rows[0]
     points = comparison.diff * 100
     ci = f"95 % CI [{comparison.ci_low * 100:+.2f}, {comparison.ci_high * 100:+.2f}]"
     if significant(comparison) and b_is_better(comparison):
-        sentence = f"search's best beats the start by {points:+.2f} points of test {metric}, {ci}"
+        sentence = f"search's best beats the start by {points:+.2f} points of {split} {metric}, {ci}"
     elif significant(comparison):
-        sentence = f"search's best is worse than the start by {-points:.2f} points of test {metric}, {ci}"
+        sentence = f"search's best is worse than the start by {-points:.2f} points of {split} {metric}, {ci}"
     else:
-        sentence = (f"search's best does not beat the start: {points:+.2f} points of test {metric}, {ci} "
+        sentence = (f"search's best does not beat the start: {points:+.2f} points of {split} {metric}, {ci} "
                     "(not significant)")
     return {"metric": metric, **comparison.to_dict(), "verdict": sentence, "detail": text}
 

@@ -37,6 +37,7 @@ from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.executors import LocalExecutor
 from fgvc.experiments.groups import member_config, member_metrics
 from fgvc.experiments.jobs import Executor, Log
+from fgvc.experiments.plan_checks import check_comparison_plan
 from fgvc.experiments.repeat import finish_repeat, plan_repeat
 from fgvc.groupfolder import GroupFolder
 from fgvc.models.assembly import build_network
@@ -93,6 +94,7 @@ def configs_study(folder: Path, seeds: Sequence[int], out: Path, split: str = "t
     if len(configs) < 2:
         raise FgvcError(f"a study needs at least two configs in {folder}, found {len(configs)}")
     cfgs = {path: load_config(path, list(overrides)) for path in configs}
+    check_comparison_plan(next(iter(cfgs.values())), seeds, split, "fgvc study")
     planned = {path: plan_repeat(cfg, seeds, out / path.stem, label=path.stem)[1] for path, cfg in cfgs.items()}
     (executor or LocalExecutor()).run([job for jobs in planned.values() for job in jobs], log=log)
     arms = []
@@ -238,6 +240,9 @@ def questions_study(folder: Path, seeds: Optional[Sequence[int]], out: Path, spl
         for overrides in question.arms.values():
             arm_config(folder, plan, question, overrides, extra)
     seeds = list(seeds or plan.seeds)
+    first = plan.questions[0]
+    check_comparison_plan(arm_config(folder, plan, first, first.arms[first.reference], extra), seeds, split,
+                          "fgvc study")
     out.mkdir(parents=True, exist_ok=True)
     files = GroupFolder(out)
     previous = json.loads(files.study_file.read_text())["questions"] if files.study_file.is_file() else {}

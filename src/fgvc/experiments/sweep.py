@@ -16,6 +16,7 @@ from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.executors import LocalExecutor
 from fgvc.experiments.groups import member_config
 from fgvc.experiments.jobs import Executor
+from fgvc.experiments.plan_checks import check_comparison_plan
 from fgvc.experiments.repeat import finish_repeat, plan_repeat
 from fgvc.groupfolder import GroupFolder
 
@@ -44,10 +45,11 @@ def sweep(cfg: ExperimentConfig, grid: dict[str, list], seeds: Sequence[int], sw
     sweep_dir = Path(sweep_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-sweep")
     keys = list(grid)
     cells = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    cell_cfgs = {cell_name(a): member_config(cfg, [f"{k}={json.dumps(v)}" for k, v in a.items()]) for a in cells}
+    if len(cells) > 1:  # the cells are compared at the end: everything that needs is checked first
+        check_comparison_plan(cfg, seeds, split, "fgvc sweep")
     groups, jobs = [], {}
-    for assignment in cells:
-        name = cell_name(assignment)
-        cell_cfg = member_config(cfg, [f"{k}={json.dumps(v)}" for k, v in assignment.items()])
+    for name, cell_cfg in cell_cfgs.items():
         group, jobs[group] = plan_repeat(cell_cfg, seeds, sweep_dir / name, label=name)
         groups.append(group)
     (executor or LocalExecutor()).run([job for cell in jobs.values() for job in cell], progress, log)

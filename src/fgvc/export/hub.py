@@ -29,12 +29,18 @@ def hub_layout(run_dir: Path, out: Path) -> Path:
         raise FgvcError(f"{folder.path} has not finished (no {RunFolder.METRICS}); finish or resume it first")
     if not folder.model_card.is_file():  # runs finished before model cards existed
         write_model_card(folder.path)
+    model = plain_model(load_run(folder.path))  # a refused or unreadable model: nothing written anywhere
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # before any copy or weights are written: nothing half-done in another place
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".fgvc-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FgvcError(f"cannot write the hub files into {out}: {exc.strerror or exc}; choose another --local-dir") from None
     for name in FGVC_FILES:
         if (folder.path / name).is_file():
             shutil.copy2(folder.path / name, out / name)
-    model = plain_model(load_run(folder.path))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / RunFolder.WEIGHTS)
     return out
 
@@ -56,8 +62,20 @@ def push(run_dir: Path, repo_id: str, private: bool = False, token: Optional[str
         except HfHubHTTPError as exc:
             raise FgvcError(f"fgvc push {repo_id}: the Hub refused ({str(exc).splitlines()[0]}); log in with "
                             "`huggingface-cli login` or pass --token") from None
-        except OSError as exc:  # no network: requests' ConnectionError is an OSError
-            raise FgvcError(f"fgvc push {repo_id}: cannot reach the Hugging Face Hub ({type(exc).__name__}); "
-                            "this machine looks offline. Write the files with --local-dir and upload them from "
-                            "a machine that is online") from None
+        except Exception as exc:  # noqa: BLE001 - only a network failure is turned into advice
+            if not is_network_error(exc):
+                raise
+            raise FgvcError(f"fgvc push {repo_id}: cannot reach the Hugging Face Hub ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'no connection'}); nothing was uploaded. "
+                            "Write the same files with --local-dir and upload them from a machine that is online") from None
     return str(getattr(commit, "repo_url", f"https://huggingface.co/{repo_id}"))
+
+
+# The Hub client's network failures by class name, whichever HTTP library it is built on: requests
+# (ConnectionError, an OSError), httpx or its fork httpx2 (TransportError, which is not an OSError).
+NETWORK_ERRORS = {"TransportError", "NetworkError", "ConnectError", "TimeoutException", "ConnectionError"}
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the network could not be reached (not that the Hub refused)."""
+    return isinstance(exc, OSError) or any(cls.__name__ in NETWORK_ERRORS for cls in type(exc).__mro__)

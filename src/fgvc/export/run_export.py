@@ -45,8 +45,11 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Optional[Path] = None, qua
                calibration: int = 64, log: Callable[[str], None] = print) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise FgvcError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
-    if quantize_mode and (quantize_mode not in QUANTIZE or fmt != "onnx"):
-        raise FgvcError(f"--quantize {quantize_mode!r}: choose {' or '.join(QUANTIZE)}, with --format onnx")
+    if quantize_mode and quantize_mode not in QUANTIZE:
+        raise FgvcError(f"--quantize {quantize_mode!r}: choose {' or '.join(QUANTIZE)}")
+    if quantize_mode and fmt != "onnx":
+        raise FgvcError(f"--quantize works on ONNX files (ONNX Runtime's int8); --format {fmt} has none: "
+                        "use --format onnx")
     run = load_run(run_dir)
     model = plain_model(run)
     metadata = model_metadata(run)
@@ -61,7 +64,7 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Optional[Path] = None, qua
     # the exported model against fgvc's own on real images (odd batch size: the batch is dynamic)
     splits = load_data(run.cfg.data)
     images = _check_images(run, splits)
-    exported = OnnxRuntimeModel(path) if fmt == "onnx" else torch.jit.load(str(path)).eval()
+    exported = OnnxRuntimeModel(path) if fmt == "onnx" else load_torchscript(path)
     with torch.no_grad():
         batch = torch.stack([run.eval_transform(images.load(i)) for i in range(len(images))])[:7]
         diff = float((exported(batch) - model(batch)).abs().max())
@@ -70,9 +73,18 @@ def export_run(run_dir: Path, fmt: str = "onnx", out: Optional[Path] = None, qua
 
     if quantize_mode:
         result["quantized"] = _quantize(run, splits, path, quantize_mode, calibration, log)
-    result["record"] = str(out / RunFolder.EXPORT_RECORD)
-    Path(result["record"]).write_text(json.dumps(result, indent=2))
+    record_file = out / RunFolder.EXPORT_RECORD
+    result["record"] = str(record_file)
+    # the newest export at the top (what scripts read), every file's own record under "files"
+    earlier = json.loads(record_file.read_text()).get("files", {}) if record_file.is_file() else {}
+    files = {**earlier, path.name: {k: v for k, v in result.items() if k not in ("record", "files")}}
+    if "quantized" in result:
+        files[Path(result["quantized"]["file"]).name] = result["quantized"]
+    record_file.write_text(json.dumps({**result, "files": files}, indent=2))
     return result
+
+
+DYNAMIC_LOSS_HINT = 2.0  # points of test top-1 lost by dynamic int8 beyond which static is suggested
 
 
 def _quantize(run: TrainedRun, splits, fp32: Path, mode: str, calibration: int, log) -> dict[str, Any]:
@@ -95,7 +107,22 @@ def _quantize(run: TrainedRun, splits, fp32: Path, mode: str, calibration: int, 
         record.update({"test_fp32": fp32_metrics, "test_int8": int8_metrics,
                        "test_top1_change_points": round(100 * (int8_metrics["top1"] - fp32_metrics["top1"]), 2)})
         log(f"wrote {int8}: test top1 {int8_metrics['top1']:.4f} (fp32 {fp32_metrics['top1']:.4f}, "
-            f"{record['test_top1_change_points']:+.2f} points)")
+            f"{record['test_top1_change_points']:+.2f} points), macro F1 {int8_metrics['f1_macro']:.4f} "
+            f"(fp32 {fp32_metrics['f1_macro']:.4f})")
+        if mode == "dynamic" and record["test_top1_change_points"] < -DYNAMIC_LOSS_HINT:
+            log(f"dynamic int8 lost {-record['test_top1_change_points']:.1f} points: it quantises activations on "
+                "the fly, which CNNs take badly; --quantize static (calibrated on training images) usually keeps "
+                "the fp32 numbers")
     else:
         log(f"wrote {int8} (no labelled test split to measure the change on)")
     return record
+
+
+def load_torchscript(path: Path) -> torch.nn.Module:
+    """A TorchScript file, without torch's deprecation notice for ``jit.load`` (the format fgvc exports
+    for C++ and mobile users; its successor, torch.export, is ONNX's route here)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch.jit.load.*deprecated.*")
+        return torch.jit.load(str(path)).eval()

@@ -26,6 +26,7 @@ from fgvc.train.engines.lightning import lightning_trainer
 from fgvc.train.quiet import quiet_lightning
 from fgvc.train.run import recorded_run
 from fgvc.train.stopping import StopOnSignal, stop_on_signals
+from fgvc.trust import loads_weights_only
 
 
 def _settings(cfg: ExperimentConfig, kind: str):
@@ -80,7 +81,8 @@ def train_generator(cfg: ExperimentConfig, kind: str = "gan", run_dir: Optional[
         callbacks = [EpochReseed(cfg.seed), EpochSummary(folder.history_file), StopOnSignal(stop_request),
                      L.pytorch.callbacks.ModelCheckpoint(dirpath=folder.checkpoints, save_top_k=0, save_last=True)]
         trainer = lightning_trainer(cfg, folder.path, callbacks, progress, devices=1, logger=False)
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(folder.last_checkpoint) if resume else None)
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(folder.last_checkpoint) if resume else None,
+                    weights_only=loads_weights_only())
     return folder.path
 
 

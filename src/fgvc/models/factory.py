@@ -7,9 +7,11 @@ loads everything but the head, and says so.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import timm
 import torch
@@ -45,8 +47,9 @@ def create_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optiona
 
 def _timm_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[LoadReport]]:
     if not timm.is_model(cfg.name):  # pretrained tags (name.tag) are understood too
-        close = timm.list_models(f"*{cfg.name.split('_')[0]}*")[:8]
-        raise WeightsError(f"model.name {cfg.name!r} is not a timm model; similar names: {close}")
+        close = difflib.get_close_matches(cfg.name.lower(), timm.list_models(), n=5, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "`timm.list_models('*PATTERN*')` lists the names"
+        raise WeightsError(f"model.name {cfg.name!r} is not a timm model; {hint}")
     head_classes = 1000 if cfg.keep_pretrained_head else num_classes
     kwargs = dict(num_classes=head_classes, drop_rate=cfg.drop_rate)
     if cfg.drop_path_rate:
@@ -55,8 +58,10 @@ def _timm_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional
         kwargs["attn_drop_rate"] = cfg.attn_drop_rate
     if cfg.img_size:
         kwargs["img_size"] = cfg.img_size
+    download = cfg.pretrained and not cfg.pretrained_file
     try:
-        model = timm.create_model(cfg.name, pretrained=cfg.pretrained and not cfg.pretrained_file, **kwargs)
+        with offline_unless_the_hub_answers() if download else contextlib.nullcontext():
+            model = timm.create_model(cfg.name, pretrained=download, **kwargs)
     except TypeError as exc:  # e.g. attn_drop_rate for a CNN
         raise WeightsError(f"model {cfg.name!r} does not take these options: {exc}") from None
     except (OSError, RuntimeError, ValueError) as exc:
@@ -118,3 +123,33 @@ def _hub_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[
         replace_classifier(model, num_classes)
     report = load_weights_file(model, cfg.pretrained_file, cfg.key_mapping) if _use_file(cfg) else None
     return model, report
+
+
+@contextlib.contextmanager
+def offline_unless_the_hub_answers(timeout: float = 3.0) -> Iterator[None]:
+    """Hub downloads as with ``HF_HUB_OFFLINE=1`` (the local cache, or one clear error at once) when
+    one connection to the Hub does not open within ``timeout`` seconds: otherwise huggingface_hub
+    retries every file for about a minute before it gives up."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or _answers(constants.ENDPOINT, timeout):
+        yield
+        return
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
+
+
+def _answers(endpoint: str, timeout: float) -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(endpoint)
+    try:
+        with socket.create_connection((address.hostname, address.port or (443 if address.scheme == "https" else 80)),
+                                      timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -59,6 +59,18 @@ class OnnxRuntimeModel(nn.Module):
         self.path = Path(path)
         self.input_name = self.session.get_inputs()[0].name
 
+    def static_shapes(self) -> dict:
+        """What the graph itself fixes: ``input_size`` [C, H, W] and the number of outputs as
+        ``class_names`` placeholders, where the dimensions are numbers (not symbolic)."""
+        shapes: dict = {}
+        size = self.session.get_inputs()[0].shape[1:]
+        if size and all(isinstance(d, int) for d in size):
+            shapes["input_size"] = list(size)
+        outputs = self.session.get_outputs()[0].shape
+        if outputs and isinstance(outputs[-1], int):
+            shapes["num_classes"] = outputs[-1]
+        return shapes
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])

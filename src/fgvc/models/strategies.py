@@ -80,7 +80,7 @@ def apply_strategy(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
 
 def describe_strategy(cfg: StrategyConfig) -> str:
     """The strategy in words, with its settings filled in ("the head and the last 2 stages or blocks")."""
-    return STRATEGIES.docs[cfg.name].format(**cfg.model_dump())
+    return STRATEGIES.doc(cfg.name).format(**cfg.model_dump())
 
 
 def opens_over_epochs(cfg: StrategyConfig) -> bool:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 from fgvc.config import ExperimentConfig, load_config
 from fgvc.data.transforms import transforms_for
 from fgvc.models.strategies import describe_strategy
+from fgvc.registry import SOURCES
 from fgvc.runfolder import RunFolder
 
 HEADLINE = ("top1", "f1_macro", "auroc_macro", "ece")
@@ -62,6 +63,7 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
 def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list[str], run_name: str,
                group_summary: Optional[dict[str, Any]] = None) -> str:
     d, m, s, o, t = cfg.data, cfg.model, cfg.strategy, cfg.optim, cfg.train
+    labels = SOURCES.info(d.name).get("labels")  # the data set's label choices; the first is its default
     timm_reason = loads_in_timm(cfg)
     front = ["---", "library_name: timm" if timm_reason is None else "library_name: pytorch",
              "pipeline_tag: image-classification", "tags:", "- image-classification", "- fgvc",
@@ -70,10 +72,10 @@ def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list
               f"strategy `{s.name}` ({describe_strategy(s)})"
               + f", {d.transforms.crop} px, optimizer `{o.name}` lr {o.lr:g} weight decay {o.weight_decay:g}, "
               f"schedule `{cfg.schedule.name}`, loss `{cfg.loss.name}` (class weights {cfg.loss.class_weights}), "
-              f"{t.epochs} epochs of batch {t.batch_size}, seed {cfg.seed}")
+              f"{t.epochs} epoch{'s' if t.epochs != 1 else ''} of batch {t.batch_size}, seed {cfg.seed}")
     parts = ["\n".join(front), f"# {run_name}", "",
-             f"A fine-grained image classifier trained with [fgvc](https://github.com/) on **{d.name}**"
-             + (f" (label: {d.label})" if d.name == "elpv" else "") + f": {len(class_names)} classes "
+             f"A fine-grained image classifier trained with fgvc on **{d.name}**"
+             + (f" (label: {d.label or labels[0]})" if labels else "") + f": {len(class_names)} classes "
              f"({', '.join(class_names[:20])}{', ...' if len(class_names) > 20 else ''}).", "",
              "## Recipe", "", recipe + ". The whole config is `config.yaml`.", "",
              "## Results", "", _metrics_table(metrics), "",

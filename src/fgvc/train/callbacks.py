@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -81,7 +82,11 @@ class EpochSummary(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:  # after a checkpoint is restored
         if self.path.is_file():  # resumed: keep the rows of epochs the checkpoint has finished
             with self.path.open() as handle:
-                self.rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < trainer.current_epoch]
+                rows = list(csv.DictReader(handle))
+            self.rows = [r for r in rows if int(r["epoch"]) < trainer.current_epoch]
+            if len(self.rows) < len(rows) and trainer.is_global_zero:
+                # stopped between a row and its checkpoint: history matches last.ckpt again right away
+                write_history(self.path, self.rows)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
@@ -113,10 +118,16 @@ def write_history(path: Path, rows: list[dict]) -> None:
     for row in rows:
         columns += [k for k in row if k not in columns]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    partial = path.with_name(f"{path.name}.tmp")  # replaced whole: a full disk never leaves half a history
+    try:
+        with partial.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 class EpochProgressBar(L.pytorch.callbacks.RichProgressBar):

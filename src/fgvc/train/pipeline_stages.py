@@ -35,12 +35,13 @@ from fgvc.config import ExperimentConfig
 from fgvc.data import load_data
 from fgvc.data.datamodule import EpochSampler, SeededImageDataset, mix_seed, seed_everything_quietly
 from fgvc.data.transforms import transforms_for
-from fgvc.errors import FgvcError, NonFiniteLossError
+from fgvc.errors import DiskFullError, FgvcError, NonFiniteLossError
 from fgvc.models.assembly import build_network
 from fgvc.models.pipeline_split import build_stages, equal_cuts, split_into_pieces
 from fgvc.models.strategies import set_norm_modes
-from fgvc.runfolder import RunFolder
+from fgvc.runfolder import RunFolder, read_checkpoint
 from fgvc.train.callbacks import print_epoch, write_history
+from fgvc.train.checkpoint_io import save_checkpoint_file
 from fgvc.train.losses import build_loss
 from fgvc.train.module import classification_metrics
 from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
@@ -86,6 +87,8 @@ def spawn_stages(cfg: ExperimentConfig, world: int, folder: RunFolder, cuts: lis
         name, _, message = last.partition(": ")
         if name.endswith("NonFiniteLossError"):
             raise NonFiniteLossError(message) from None
+        if name.endswith("DiskFullError"):  # rank 0 could not write a checkpoint: the run says what is intact
+            raise DiskFullError(message) from None
         raise FgvcError(f"a pipeline stage failed: {message or last}") from None
     except mp.ProcessExitedException as exc:  # killed, or died before it could say why
         raise FgvcError(f"a pipeline stage ended early ({exc}); a script that trains a pipeline needs "
@@ -193,7 +196,7 @@ def train_stage(cfg: ExperimentConfig, rank: int, world: int, folder: RunFolder,
     splits = load_data(cfg.data)
     # the same seed: the same weights in every process (or, resumed, the checkpoint's)
     model, _ = build_network(cfg, splits.num_classes, pretrained=resume_from is None)
-    saved = torch.load(resume_from, map_location="cpu", weights_only=False) if resume_from is not None else None
+    saved = read_checkpoint(resume_from, "start the run again") if resume_from is not None else None
     if saved is not None:
         model.load_state_dict({k.removeprefix("model."): v for k, v in saved["state_dict"].items()})
     loss_fn = build_loss(cfg.loss, splits.train.class_counts()).to(device)
@@ -332,6 +335,5 @@ def _save(model: nn.Module, folder: RunFolder, epoch: int, global_step: int, bes
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
     # best first, as Lightning does: once last.ckpt says an epoch finished, its best.ckpt is on disk too
     for which in ([RunFolder.BEST, RunFolder.LAST] if best else [RunFolder.LAST]):
-        partial = Path(f"{folder.checkpoint(which)}.tmp")
-        torch.save(checkpoint, partial)
-        partial.replace(folder.checkpoint(which))  # atomic: a killed run never leaves half a checkpoint
+        # tmp + fsync + replace in the same folder: a kill or a full disk never leaves half a checkpoint
+        save_checkpoint_file(checkpoint, folder.checkpoint(which))

@@ -16,3 +16,5 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*overridden `on_(before|after)_batch_transfer`.*")
     # a resumed run writes into its own checkpoints folder on purpose
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    # tiny data sets have fewer batches than the logging interval: fgvc logs per epoch anyway
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")

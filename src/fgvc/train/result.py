@@ -57,7 +57,7 @@ def finish(cfg: ExperimentConfig, folder: RunFolder, splits: DataSplits, fitted:
     labelled = [s for s in evaluate if getattr(splits, s) is not None and len(getattr(splits, s))
                 and getattr(splits, s).is_labelled]
     if fitted.probabilities is None:
-        trained = load_trained(folder.path, RunFolder.BEST)
+        trained = load_trained(folder.path, RunFolder.BEST, weights_file=False)  # the file is written from it
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in merge_lora(trained.model).state_dict().items()}, folder.weights_file)

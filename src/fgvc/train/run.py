@@ -16,6 +16,7 @@ import torch
 
 from fgvc.config import ExperimentConfig, load_config
 from fgvc.data import load_data
+from fgvc.errors import FgvcError
 from fgvc.registry import ENGINES
 from fgvc.runfolder import RunFolder
 from fgvc.train.quiet import quiet_lightning
@@ -37,7 +38,13 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
         quiet_lightning()
         engine = ENGINES.get(cfg.train.engine)(cfg, callbacks, progress)
         folder = RunFolder(run_dir) if run_dir else None
+        if resume:
+            refuse_finished(cfg, folder)
         resume_from = engine.resume_point(folder, checkpoint) if resume else None
+        # 0. a folder that cannot be written (read-only, or under a file) fails here, before any work
+        RunFolder.check_writable(folder.path if folder else cfg.run_dir, "make the run folder writable, or copy it "
+                                 "where you can write and resume the copy" if resume else "set output.dir to a folder "
+                                 "you can write to")
         with stop_on_signals() as stop_request:
             # 1. data and 2. model, checked before a folder is claimed: a bad data set, model name or
             # weights file fails here and leaves nothing behind
@@ -77,6 +84,20 @@ def torch_threads(count: Optional[int]) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def refuse_finished(cfg: ExperimentConfig, folder: Optional[RunFolder]) -> None:
+    """A finished run (run.json says so, metrics.json is there) is not trained again by a resume, which
+    would rewrite its metrics: one line saying what to do instead."""
+    if folder is None or folder.status().get("status") != "finished" or not folder.metrics_file.is_file():
+        return
+    epochs = [int(row["epoch"]) for row in folder.history() if str(row.get("epoch", "")).isdigit()]
+    at = f" at epoch {max(epochs) + 1}/{cfg.train.epochs}" if epochs else ""
+    longer = (f"train longer with a new config from its weights: `fgvc train {folder.config_file} --set "
+              f"train.epochs=MORE --set model.pretrained=true --set model.pretrained_file={folder.weights_file}`"
+              if folder.weights_file.is_file() else "train longer with a new config that sets a larger train.epochs")
+    raise FgvcError(f"{folder.path} finished{at} (run.json: finished); nothing to resume. Start a new run with "
+                    f"`fgvc train {folder.config_file}`, or {longer}")
 
 
 def resume_hint(folder: RunFolder) -> str:

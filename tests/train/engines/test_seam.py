@@ -36,8 +36,7 @@ class PriorEngine(Engine):
 def prior_engine():
     register_engine("prior")(PriorEngine)
     yield
-    for table in (ENGINES.entries, ENGINES.docs, ENGINES.details):
-        table.pop("prior")
+    ENGINES.unregister("prior")
 
 
 def test_a_registered_engine_trains_through_train_and_the_shared_finish(prior_engine, tiny_overrides):

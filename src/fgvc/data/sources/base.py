@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 from fgvc.data.images import ImageList
 from fgvc.errors import DataError
@@ -18,6 +19,7 @@ class SourceParts:
     test: Optional[ImageList] = None
     val: Optional[ImageList] = None  # only where the data set ships an official validation split
     unlabelled: Optional[ImageList] = None
+    skipped_links: list[str] = field(default_factory=list)  # folder links not followed ("path -> target")
 
     @property
     def class_names(self) -> list[str]:
@@ -61,3 +63,16 @@ def read_table(path: Path, columns: int) -> list[list[str]]:
 def pick_root(root: Path, inner: str) -> Path:
     """Accept either the folder that contains ``inner`` or ``inner`` itself; return the container."""
     return root.parent if root.name == inner and not (root / inner).exists() else root
+
+
+def refuse_outside(root: Path, paths: Sequence[Path], entry: Callable[[int], str]) -> None:
+    """A DataError for the first listed path that leaves ``root`` (an id like ``../../../etc/passwd``),
+    named by ``entry(index)`` (the file and row that listed it).
+
+    ``.`` and ``..`` are taken as written; links are not resolved, since a data set may keep its images
+    on another disk through a link its owner made (folder links are image_folder's to refuse)."""
+    top = os.path.abspath(root)
+    for index, path in enumerate(paths):
+        if os.path.commonpath([top, os.path.abspath(path)]) != top:  # abspath also folds the ..
+            raise DataError(f"{entry(index)} leads outside the data folder {root}; "
+                            "listed files must lie below it (no absolute paths, no ..)")

@@ -8,7 +8,7 @@ import numpy as np
 
 from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
-from fgvc.data.sources.base import SourceParts, read_table, require_files, require_root
+from fgvc.data.sources.base import SourceParts, read_table, refuse_outside, require_files, require_root
 from fgvc.errors import DataError
 from fgvc.registry import register_source
 
@@ -42,13 +42,15 @@ def load_cub200(root: Path, crop_to_box: bool = False) -> SourceParts:
         missing = [i for i in ids if i not in table]
         if missing:
             raise DataError(f"CUB-200-2011: {root / name} has no row for image ids {missing[:5]}")
+    paths = [root / "images" / images[i][0] for i in ids]
+    refuse_outside(root / "images", paths, lambda k: f"{root / 'images.txt'}: image {ids[k]} ({images[ids[k]][0]!r})")
     label_array = np.array([int(labels[i][0]) - 1 for i in ids])
     if label_array.min() < 0 or label_array.max() >= len(class_names):
         raise DataError(f"CUB-200-2011: class ids in image_class_labels.txt exceed the {len(class_names)} classes")
     whole = ImageList(
         class_names=class_names,
         labels=label_array,
-        paths=[root / "images" / images[i][0] for i in ids],
+        paths=paths,
         boxes=np.array([[float(v) for v in boxes[i]] for i in ids]) if crop_to_box else None,
         meta={"id": np.array(ids)},
         name="cub200",

@@ -18,7 +18,7 @@ import numpy as np
 
 from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
-from fgvc.data.sources.base import SourceParts, read_table, require_files, require_root
+from fgvc.data.sources.base import SourceParts, read_table, refuse_outside, require_files, require_root
 from fgvc.data.splits import stratified_split
 from fgvc.errors import DataError
 from fgvc.registry import register_source
@@ -65,16 +65,19 @@ def load_elpv(root: Optional[Path] = None, label: str = "grade", test_split_seed
     types = np.array(types)
     names, labels = {"grade": (GRADE_NAMES, grades), "binary": (BINARY_NAMES, (grades >= 2).astype(np.int64)),
                       "type": (TYPE_NAMES, types)}[label]
+    paths = [root / path for path, _, _ in rows]
+    refuse_outside(root, paths, lambda k: f"{root / 'labels.csv'} row {k + 1}: image {rows[k][0]!r}")
     whole = ImageList(
         class_names=names,
         labels=labels,
-        paths=[root / path for path, _, _ in rows],
+        paths=paths,
         meta={"grade": grades, "type": np.array(TYPE_NAMES)[types]},
         name="elpv",
     )
     # Stratify by grade x type, so both labels keep their proportions in train and test.
     seed = TEST_SEED if test_split_seed is None else test_split_seed
-    train_idx, test_idx = stratified_split(grades * 2 + types, TEST_FRACTION, seed)
+    strata = [f"{grade} {kind}" for grade in GRADE_NAMES for kind in TYPE_NAMES]
+    train_idx, test_idx = stratified_split(grades * 2 + types, TEST_FRACTION, seed, strata)
     return SourceParts(train=whole.subset(train_idx, "elpv/train"), test=whole.subset(test_idx, "elpv/test"))
 
 

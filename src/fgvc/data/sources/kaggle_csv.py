@@ -10,7 +10,7 @@ import numpy as np
 
 from fgvc.config import CsvConfig, DataConfig
 from fgvc.data.images import IMAGE_EXTENSIONS, UNLABELLED, ImageList, list_image_files
-from fgvc.data.sources.base import SourceParts, require_files, require_root
+from fgvc.data.sources.base import SourceParts, refuse_outside, require_files, require_root
 from fgvc.errors import DataError
 from fgvc.registry import register_source
 
@@ -34,8 +34,27 @@ def _resolve(image_dir: Path, ids: list[str], extension: str, csv_path: Path) ->
     return paths
 
 
-def load_kaggle_csv(root: Path, options: CsvConfig) -> SourceParts:
-    """Labels from a CSV; class names are the sorted label values; test images are unlabelled."""
+def refuse_conflicting_ids(csv_path: Path, ids, label_names, lines) -> None:
+    """A DataError naming the ids listed more than once with different labels: ``data verify`` lists them
+    as label conflicts, and training on them would learn both labels for one image."""
+    labels_of: dict[str, dict[str, int]] = {}
+    for image_id, label, line in zip(ids, label_names, lines):
+        labels_of.setdefault(image_id, {}).setdefault(label, line)
+    conflicts = {i: labels for i, labels in labels_of.items() if len(labels) > 1}
+    if conflicts:
+        shown = "; ".join(f"{i!r} ({', '.join(f'{label} on line {line}' for label, line in labels.items())})"
+                          for i, labels in list(conflicts.items())[:5])
+        more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+        raise DataError(f"{csv_path}: {len(conflicts)} id{'s' if len(conflicts) > 1 else ''} listed with different "
+                        f"labels: {shown}{more}; keep one label per id, or set data.allow_duplicate_ids: true to "
+                        "train on every row as listed")
+
+
+def load_kaggle_csv(root: Path, options: CsvConfig, allow_duplicate_ids: bool = False) -> SourceParts:
+    """Labels from a CSV; class names are the sorted label values; test images are unlabelled.
+
+    An id listed twice with different labels is an error unless ``allow_duplicate_ids``; an id that
+    leads outside ``root`` always is."""
     root = require_root(root, "Kaggle CSV data set", HINT)
     require_files(root, [options.file, options.image_dir], "Kaggle CSV data set", HINT)
     csv_path = root / options.file
@@ -48,19 +67,25 @@ def load_kaggle_csv(root: Path, options: CsvConfig) -> SourceParts:
                     f"{csv_path}: no column {column!r} (columns: {columns}); "
                     "set data.csv.id_column / data.csv.label_column"
                 )
-        rows = [(row[options.id_column].strip(), row[options.label_column].strip()) for row in reader]
+        rows, lines = [], []
+        for row in reader:
+            rows.append(((row[options.id_column] or "").strip(), (row[options.label_column] or "").strip()))
+            lines.append(reader.line_num)
     if not rows:
         raise DataError(f"{csv_path}: no rows")
-    empty = [i for i, (image_id, label) in enumerate(rows, start=2) if not image_id or not label]
+    empty = [line for line, (image_id, label) in zip(lines, rows) if not image_id or not label]
     if empty:
         raise DataError(f"{csv_path}: empty id or label on lines {empty[:10]}")
     ids, label_names = zip(*rows)
+    if not allow_duplicate_ids:
+        refuse_conflicting_ids(csv_path, ids, label_names, lines)
     class_names = sorted(set(label_names))
     index = {name: i for i, name in enumerate(class_names)}
     image_dir = root / options.image_dir
     # Ids that already name a sub-path ("images/0.jpg") are relative to root, not image_dir.
     base = root if all("/" in i for i in ids) else image_dir
     paths = _resolve(base, list(ids), options.extension, csv_path)
+    refuse_outside(root, paths, lambda k: f"{csv_path} line {lines[k]}: id {ids[k]!r}")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise DataError(
@@ -92,4 +117,4 @@ def load_kaggle_csv(root: Path, options: CsvConfig) -> SourceParts:
 @register_source("kaggle_csv")
 def source_kaggle_csv(cfg: DataConfig) -> SourceParts:
     """a folder of images and a CSV of labels (Kaggle)"""
-    return load_kaggle_csv(cfg.root, cfg.csv)
+    return load_kaggle_csv(cfg.root, cfg.csv, cfg.allow_duplicate_ids)

@@ -9,7 +9,7 @@ from scipy.io import loadmat
 
 from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
-from fgvc.data.sources.base import SourceParts, require_files, require_root
+from fgvc.data.sources.base import SourceParts, refuse_outside, require_files, require_root
 from fgvc.errors import DataError
 from fgvc.registry import register_source
 
@@ -59,10 +59,12 @@ def load_stanford_dogs(root: Path) -> SourceParts:
 
     def image_list(split: str) -> ImageList:
         files, labels = parts[split]
+        paths = [root / "Images" / f for f in files]
+        refuse_outside(root / "Images", paths, lambda k: f"{lists / f'{split}_list.mat'}: entry {k + 1} ({files[k]!r})")
         return ImageList(
             class_names=class_names,
             labels=labels,
-            paths=[root / "Images" / f for f in files],
+            paths=paths,
             name=f"stanford_dogs/{split}",
         )
 

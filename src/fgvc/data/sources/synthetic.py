@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from fgvc.data.images import ImageList
+from fgvc.data.sources.base import refuse_outside
 from fgvc.errors import DataError
 from fgvc.groupfolder import SyntheticFolder
 
@@ -26,13 +27,17 @@ def load_synthetic(root: Path, class_names: Sequence[str]) -> ImageList:
         missing = [c for c in ("file", "label") if c not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"{manifest}: missing columns {missing}; expected {list(COLUMNS)}")
-        rows = list(reader)
+        rows, lines = [], []
+        for row in reader:
+            rows.append(row)
+            lines.append(reader.line_num)
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({r["label"] for r in rows} - set(index))
     if unknown:
         raise DataError(f"{manifest}: labels {unknown[:10]} are not classes of the real data set "
                         f"({len(class_names)} classes, e.g. {list(class_names)[:5]})")
-    paths = [root / r["file"] for r in rows]
+    paths = [root / (r["file"] or "") for r in rows]
+    refuse_outside(root, paths, lambda k: f"{manifest} line {lines[k]}: file {rows[k]['file']!r}")
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:
         raise DataError(f"{manifest}: {len(absent)} listed images are missing, e.g. {absent[:3]}")

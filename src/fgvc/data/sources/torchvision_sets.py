@@ -15,13 +15,18 @@ from torchvision import datasets
 
 from fgvc.config import DataConfig
 from fgvc.data.images import ImageList
-from fgvc.data.sources.base import SourceParts, pick_root, require_files, require_root
+from fgvc.data.sources.base import SourceParts, pick_root, refuse_outside, require_files, require_root
 from fgvc.errors import DataError
 from fgvc.registry import register_source
 
 
-def _image_list(paths, labels, class_names, name: str) -> ImageList:
-    return ImageList(class_names=list(class_names), labels=np.asarray(labels), paths=[Path(p) for p in paths], name=name)
+def _image_list(paths, labels, class_names, name: str, within: Path | None = None, listed_in: str = "") -> ImageList:
+    """The files torchvision listed; with ``within``, each must lie below that folder (the ids come from
+    the data set's own annotation files, ``listed_in``)."""
+    paths = [Path(p) for p in paths]
+    if within is not None:
+        refuse_outside(within, paths, lambda k: f"{listed_in}: entry {k + 1} ({str(paths[k])!r})")
+    return ImageList(class_names=list(class_names), labels=np.asarray(labels), paths=paths, name=name)
 
 
 def _open(factory, title: str, hint: str, **kwargs):
@@ -87,7 +92,8 @@ def load_fgvc_aircraft(root: Path, level: str = "variant", download: bool = Fals
             datasets.FGVCAircraft, "FGVC-Aircraft", AIRCRAFT_HINT,
             root=root, split=name, annotation_level=level, download=download,
         )
-        return _image_list(ds._image_files, ds._labels, ds.classes, f"fgvc_aircraft/{name}")
+        return _image_list(ds._image_files, ds._labels, ds.classes, f"fgvc_aircraft/{name}", Path(ds._data_path),
+                           f"FGVC-Aircraft images_{level}_{name}.txt")
 
     if official_val:
         return SourceParts(train=split("train"), val=split("val"), test=split("test"))
@@ -110,7 +116,8 @@ def load_stanford_cars(root: Path) -> SourceParts:
     def split(name: str) -> ImageList:
         ds = _open(datasets.StanfordCars, "Stanford Cars", CARS_HINT, root=root, split=name, download=False)
         paths, labels = zip(*ds._samples) if ds._samples else ((), ())
-        return _image_list(paths, labels, ds.classes, f"stanford_cars/{name}")
+        return _image_list(paths, labels, ds.classes, f"stanford_cars/{name}", Path(ds._base_folder),
+                           f"Stanford Cars {name} annotations")
 
     return SourceParts(train=split("train"), test=split("test"))
 
@@ -133,8 +140,10 @@ def load_oxford_pets(root: Path, download: bool = False) -> SourceParts:
     test = _open(datasets.OxfordIIITPet, "Oxford-IIIT Pets", PETS_HINT, root=root, split="test", download=False)
     # torchvision names classes from the images present in each split; the trainval names hold for both.
     return SourceParts(
-        train=_image_list(train._images, train._labels, train.classes, "oxford_pets/trainval"),
-        test=_image_list(test._images, test._labels, train.classes, "oxford_pets/test"),
+        train=_image_list(train._images, train._labels, train.classes, "oxford_pets/trainval",
+                          Path(train._images_folder), f"{train._anns_folder / 'trainval.txt'}"),
+        test=_image_list(test._images, test._labels, train.classes, "oxford_pets/test", Path(test._images_folder),
+                         f"{test._anns_folder / 'test.txt'}"),
     )
 
 

@@ -5,6 +5,7 @@ shared finish). A new way to train is one file in this folder: a subclass regist
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -12,7 +13,7 @@ import lightning as L
 
 from fgvc.config import ExperimentConfig
 from fgvc.data import DataSplits
-from fgvc.errors import FgvcError
+from fgvc.errors import ConfigError, FgvcError
 from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
 from fgvc.train.result import Fitted
 from fgvc.train.stopping import StopRequest
@@ -42,9 +43,12 @@ class Engine:
             raise FgvcError("resume needs the run folder")
         folder.require()
         path = folder.checkpoint(which)
+        recorded = history_epochs(folder)
         if not path.is_file() and which == RunFolder.LAST:
-            raise FgvcError(f"cannot resume {folder.path}: no {path.relative_to(folder.path)} (the run stopped "
-                            "before its first epoch ended); start it again without --resume")
+            why = (f"{folder.HISTORY} records {epoch_span(recorded)}, but the run stopped before that epoch's "
+                   "checkpoint was written" if recorded else "the run stopped before its first epoch ended")
+            raise FgvcError(f"cannot resume {folder.path}: no {path.relative_to(folder.path)} ({why}); start it "
+                            "again without --resume")
         other = RunFolder.BEST if which == RunFolder.LAST else RunFolder.LAST
         advice = "start the run again without --resume"
         if folder.checkpoint(other).is_file():
@@ -52,12 +56,21 @@ class Engine:
                       f"--checkpoint {other}`, or {advice}")
         # a missing, empty or truncated file is one clear error here, before anything is built
         self.start_epoch = checkpoint_start_epoch(read_checkpoint(path, advice))
+        ahead = [epoch for epoch in recorded if epoch >= self.start_epoch]
+        if ahead:  # stopped between an epoch's history row and its checkpoint: the checkpoint decides
+            print(f"resuming {folder.path} from {path.relative_to(folder.path)} (after epoch {self.start_epoch - 1}); "
+                  f"{folder.HISTORY} also records {epoch_span(ahead)}, whose checkpoint was not written: "
+                  f"training goes on from epoch {self.start_epoch} and replaces those rows", file=sys.stderr)
         return path
 
     def prepare(self, splits: DataSplits, resume_from: Optional[Path]) -> None:
         """Build what training needs (the model first): a bad model, weights file or setting fails
         here, before a run folder is claimed."""
         self.splits = splits
+        k, monitor = self.cfg.eval.top_k, self.cfg.train.monitor
+        if monitor == f"val/top{k}" and k >= splits.num_classes:  # top-k of k >= classes is 1 and not reported
+            raise ConfigError(f"train.monitor {monitor}: {splits.num_classes} classes make top-{k} accuracy 1 by "
+                              "construction, so runs do not report it; monitor val/top1, val/f1_macro or val/loss")
 
     def take_folder(self, folder: Optional[RunFolder]) -> tuple[RunFolder, bool]:
         """(the run folder, whether this process owns it: records its status, writes the header,
@@ -67,3 +80,13 @@ class Engine:
     def fit(self, folder: RunFolder, stop_request: StopRequest, resume_from: Optional[Path]) -> Optional[Fitted]:
         """Train into ``folder``; what the finish needs, or None in a process that does not finish."""
         raise NotImplementedError
+
+
+def history_epochs(folder: RunFolder) -> list[int]:
+    """The epochs ``history.csv`` has a row for (0-based, as in the file)."""
+    return [int(row["epoch"]) for row in folder.history() if str(row.get("epoch", "")).isdigit()]
+
+
+def epoch_span(epochs: list[int]) -> str:
+    """Some epochs in words ("epoch 3", "epochs 0-2"), numbered as history.csv numbers them."""
+    return f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {min(epochs)}-{max(epochs)}"

@@ -30,11 +30,13 @@ from fgvc.progress import show_progress
 from fgvc.registry import register_engine
 from fgvc.runfolder import RunFolder
 from fgvc.train.callbacks import EpochProgressBar, EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
+from fgvc.train.checkpoint_io import AtomicCheckpointIO
 from fgvc.train.engines.base import Engine
 from fgvc.train.loggers import build_loggers
 from fgvc.train.module import Classifier
 from fgvc.train.result import Fitted
 from fgvc.train.stopping import StopOnSignal, StopRequest
+from fgvc.trust import loads_weights_only
 
 RUN_DIR_ENV = "FGVC_RUN_DIR"
 
@@ -76,7 +78,8 @@ class LightningEngine(Engine):
         has_val = splits.val is not None and len(splits.val) > 0
         trainer = build_trainer(cfg, folder.path, extra + self.callbacks, has_val, self.progress)
         with shared_with_ranks(folder):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None,
+                        weights_only=loads_weights_only())
         if not trainer.is_global_zero:
             return None
         return Fitted(trainer.current_epoch, parameters, self.weights_report)
@@ -163,6 +166,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence[L.Ca
         log_every_n_steps=10,
         num_sanity_val_steps=0,
         limit_val_batches=cfg.train.limit_val_batches if has_val else 0,
+        plugins=[AtomicCheckpointIO()],  # fsynced in place: no fault destroys the last good checkpoint
     )
 
 

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import torch
 import torch.distributed as dist
 from torch import nn
 
@@ -20,7 +19,7 @@ from fgvc.errors import FgvcError
 from fgvc.models.assembly import build_network
 from fgvc.models.strategies import count_parameters
 from fgvc.registry import STRATEGIES, register_engine
-from fgvc.runfolder import RunFolder
+from fgvc.runfolder import RunFolder, read_checkpoint
 from fgvc.train.engines.base import Engine
 from fgvc.train.pipeline_stages import choose_cuts, init_rank, spawn_stages, train_stage
 from fgvc.train.result import Fitted
@@ -104,7 +103,7 @@ def torchrun_rank(stages: int) -> tuple[Optional[int], Optional[int]]:
 def run_cuts(cfg: ExperimentConfig, model: nn.Module, num_classes: int, resume_from: Optional[Path]) -> list[int]:
     """The cut points: a resumed run keeps its own (its optimizers' states belong to those stages)."""
     if resume_from is not None:
-        saved = torch.load(resume_from, map_location="cpu", weights_only=False, mmap=True)
+        saved = read_checkpoint(resume_from, "start the run again", mmap=True)  # weights only (fgvc.trust)
         if "pipeline_cuts" not in saved:
             raise FgvcError(f"{resume_from} was written by an fgvc that could not resume pipeline runs (no "
                             "optimizer states in it); start the run again")
