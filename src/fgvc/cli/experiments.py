@@ -170,7 +170,7 @@ def ensemble_command(
 @friendly_errors
 def report_command(path: Path = typer.Argument(..., help="a run folder or a run group folder")) -> None:
     """(Re)build the self-contained report.html of a run or a group."""
-    from fgvc.report.html import build_report
+    from fgvc.report.build import build_report
 
     console.print(f"wrote {build_report(path)}")
 

@@ -257,25 +257,3 @@ def _group_plots(group_dir: Path, summary: dict) -> list[str]:
         out = plot_member_curves(histories, folder.curves_plot)
         parts.append("<h2>Learning curves of the members</h2>" + _img_file(out, "member curves"))
     return parts
-
-
-def build_report(path: Path) -> Path:
-    """``fgvc report``: a run folder (metrics.json), a group folder (summary.json) or a search folder
-    (search.json)."""
-    from fgvc.errors import FgvcError
-
-    path = Path(path)
-    if not path.is_dir():
-        raise FgvcError(f"not found: {path}")
-    if GroupFolder(path).summary_file.is_file():
-        return group_report(path, rebuild_members=True)
-    if GroupFolder(path).search_file.is_file():
-        from fgvc.report.search_report import search_report
-
-        return search_report(path)
-    folder = RunFolder(path)
-    if folder.metrics_file.is_file():
-        draw_run_plots(folder.path, folder.metrics(), folder.class_names() or [])  # runs of older versions too
-        return run_report(path)
-    raise FgvcError(f"{path} holds neither {RunFolder.METRICS} (a run), {GroupFolder.SUMMARY} (a group) nor "
-                    f"{GroupFolder.SEARCH} (a search)")
