@@ -58,8 +58,10 @@ def test_a_member_is_not_reused_or_resumed_with_another_config(tiny_overrides, t
     repeat(cfg, [5], group, log=quiet)
     stamp = (group / "seed-5" / "metrics.json").stat().st_mtime_ns
     other = load_config(None, tiny_overrides + ["train.epochs=1", "optim.lr=0.5"])
+    recorded = (group / "group.json").read_text()
     with pytest.raises(FgvcError, match=r"seed-5 was trained with another config \(optim.lr: 0.01 there, 0.5 now\)"):
         repeat(other, [5], group, log=quiet)
+    assert (group / "group.json").read_text() == recorded  # the refused recipe left nothing behind
     (group / "seed-5" / "metrics.json").unlink()  # killed after its checkpoints: resuming is refused too
     with pytest.raises(FgvcError, match="trained with another config"):
         repeat(other, [5], group, log=quiet)

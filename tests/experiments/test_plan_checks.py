@@ -50,8 +50,11 @@ def test_study_refuses_a_split_it_cannot_compare_on(tiny_overrides, tmp_path):
     for name, lr in (("a", 0.01), ("b", 0.02)):
         cfg = load_config(None, no_test_split(tiny_overrides) + [f"optim.lr={lr}"])
         (folder / f"{name}.yaml").write_text(cfg.to_yaml())
+    said = []
     with pytest.raises(FgvcError, match="fgvc study --split train: compare on val or test"):
-        study(folder, [1, 2], tmp_path / "out", split="train")
+        study(folder, [1, 2], tmp_path / "out", split="train", log=said.append)
+    assert said == ["warning: only 2 runs: a confidence interval over so few seeds is very wide or undefined; "
+                    "use 3 or more seeds for a number to report"]  # said first, as repeat and crossval say it
     with pytest.raises(FgvcError, match="fgvc study compares on the test split, and image_folder here has no test"):
         study(folder, [1, 2], tmp_path / "out")
     assert trained_nothing(tmp_path / "out")

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from fgvc.config import ExperimentConfig
 from fgvc.experiments.executors import LocalExecutor
-from fgvc.experiments.groups import member_config, summarize_group, write_group
+from fgvc.experiments.groups import check_member_config, member_config, summarize_group, write_group
 from fgvc.experiments.jobs import Executor, MemberJob
 from fgvc.groupfolder import GroupFolder
 from fgvc.report.html import group_report
@@ -22,7 +22,6 @@ def crossval(cfg: ExperimentConfig, folds: int, group_dir: Optional[Path] = None
     executor = executor or LocalExecutor()
     group_dir = Path(group_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-cv{folds}")
     members = {GroupFolder.fold_member(k): {"fold": k, "seed": cfg.seed} for k in range(folds)}
-    write_group(group_dir, "crossval", cfg, members)
     jobs = [MemberJob(member_config(cfg, [f"data.folds={folds}", f"data.fold={info['fold']}",
                                           f"output.dir={group_dir}", f"output.name={name}"]), group_dir / name)
             for name, info in members.items()]
@@ -30,6 +29,9 @@ def crossval(cfg: ExperimentConfig, folds: int, group_dir: Optional[Path] = None
         final = member_config(cfg, ["data.folds=null", "data.fold=null", "data.val_fraction=0",
                                     f"output.dir={group_dir}", f"output.name={GroupFolder.FINAL}"])
         jobs.append(MemberJob(final, group_dir / GroupFolder.FINAL))
+    for job in jobs:  # a member of another recipe is refused before group.json is (re)written
+        check_member_config(job.config, job.run_dir)
+    write_group(group_dir, "crossval", cfg, members)
     results = executor.run(jobs, progress, log)
     summary = summarize_group(group_dir, confidence, only=list(members))
     group_report(group_dir)

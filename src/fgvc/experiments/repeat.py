@@ -10,7 +10,7 @@ from typing import Callable, Optional, Sequence
 from fgvc.config import ExperimentConfig
 from fgvc.errors import FgvcError
 from fgvc.experiments.executors import LocalExecutor
-from fgvc.experiments.groups import member_config, summarize_group, write_group
+from fgvc.experiments.groups import check_member_config, member_config, summarize_group, write_group
 from fgvc.experiments.jobs import Executor, MemberJob
 from fgvc.groupfolder import GroupFolder
 from fgvc.report.html import group_report
@@ -46,12 +46,14 @@ def plan_repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional
         seeds = list(dict.fromkeys([*(m["seed"] for m in recorded.values()), *seeds]))
     members = {GroupFolder.seed_member(s): {"seed": s, **({"vary": list(vary)} if tuple(vary) != ("seed",) else {})}
                for s in seeds}
-    write_group(group_dir, "repeat", cfg, members)
     jobs = []
     for name, info in members.items():
         varied = [f"{key}={info['seed']}" for key in vary]
         member = member_config(cfg, [*varied, f"output.dir={group_dir}", f"output.name={name}"])
         jobs.append(MemberJob(member, group_dir / name, f"{label}/{name}" if label else name))
+    for job in jobs:  # a member of another recipe is refused before group.json is (re)written
+        check_member_config(job.config, job.run_dir)
+    write_group(group_dir, "repeat", cfg, members)
     return group_dir, jobs
 
 

@@ -33,6 +33,7 @@ from fgvc.config import ExperimentConfig, load_config, read_yaml
 from fgvc.config.section import Section
 from fgvc.data import load_data
 from fgvc.errors import ConfigError, FgvcError, RunStopped
+from fgvc.evaluate.stats import few_runs_warning
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.executors import LocalExecutor
 from fgvc.experiments.groups import member_config, member_metrics
@@ -57,6 +58,9 @@ def study(folder: Path, seeds: Optional[Sequence[int]] = None, out: Optional[Pat
     ``questions``: only these questions of a questions.yaml; ``overrides``: key.path=value for every arm."""
     folder = Path(folder)
     out = Path(out or Path("runs") / folder.name)
+    warning = few_runs_warning(len(seeds)) if seeds is not None else None
+    if warning:  # as repeat and crossval say it: two seeds make a paired verdict, not a reliable one
+        log(f"warning: {warning}")
     if has_questions(folder):
         return questions_study(folder, seeds, out, split, questions, overrides, log, executor)
     if questions:
