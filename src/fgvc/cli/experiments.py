@@ -116,7 +116,8 @@ def sweep_command(
     config: Path = ConfigArg,
     set_: List[str] = SetOption,
     grid: List[str] = typer.Option(..., help="KEY=V1,V2,... (repeatable: the grid is their product)"),
-    seeds: str = typer.Option("3", help="a count or a list of seeds, the same in every cell"),
+    seeds: str = typer.Option("3", help="a count (from the config's seed on) or a list: 1,7,42; the same in "
+                                        "every cell"),
     out: Optional[Path] = typer.Option(None, help="sweep folder (default RUN_DIR-sweep)"),
     split: str = typer.Option("test", help="split the comparison uses"),
     executor: Optional[str] = ExecutorOption,
@@ -181,8 +182,9 @@ def study_command(
     folder: Path = typer.Argument(..., help="a folder of configs (e.g. configs/study_cnn_vs_vit), or of a "
                                             "questions.yaml plan (e.g. configs/study_tricks)"),
     set_: List[str] = SetOption,
-    seeds: Optional[str] = typer.Option(None, help="a count or a list of seeds, the same for every arm "
-                                                   "(default: the plan's seeds, or 3)"),
+    seeds: Optional[str] = typer.Option(None, help="a count or a list: 1,7,42; the same for every arm. A count "
+                                                   "starts at the plan's first seed (questions.yaml) or at 1 "
+                                                   "(a folder of configs); default: the plan's seeds, or 3"),
     question: List[str] = typer.Option([], help="questions.yaml plans: only this question (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="study folder (default runs/<folder name>)"),
     split: str = typer.Option("test", help="split the comparison uses"),
@@ -230,7 +232,8 @@ def search_command(
     trials: int = typer.Option(16, min=1, help="number of trials"),
     budget_epochs: Optional[int] = typer.Option(None, min=1, help="epochs per trial (ASHA's maximum); "
                                                                   "default train.epochs"),
-    seeds: str = typer.Option("3", help="confirmation seeds: a count (>= 3) or a list"),
+    seeds: str = typer.Option("3", help="confirmation seeds: a count (>= 3, from the config's seed on) or a "
+                                        "list: 1,7,42"),
     metric: Optional[str] = typer.Option(None, help="validation metric to choose by (default train.monitor)"),
     split: str = typer.Option("test", help="split the confirmation compares on (val where the data set has no "
                                            "labelled test split)"),
