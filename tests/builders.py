@@ -307,13 +307,19 @@ def history_rows(run_dir: Path) -> list[dict]:
 
 
 class KillAtEpoch(L.Callback):
-    """Fails a run as a kill would, when epoch ``epoch`` starts (its checkpoints up to there are on disk)."""
+    """Fails a run as a kill would, when epoch ``epoch`` starts (its checkpoints up to there are on disk),
+    or, ``after_history_row``, right after that epoch's history row is written and before its checkpoint
+    (fgvc's EpochSummary runs before the callbacks passed in; Lightning checkpoints last)."""
 
-    def __init__(self, epoch: int):
-        self.epoch = epoch
+    def __init__(self, epoch: int, after_history_row: bool = False):
+        self.epoch, self.after_history_row = epoch, after_history_row
 
     def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
+        if trainer.current_epoch == self.epoch and not self.after_history_row:
+            raise RuntimeError("killed")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch and self.after_history_row:
             raise RuntimeError("killed")
 
 

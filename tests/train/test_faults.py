@@ -11,7 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from builders import history_rows, write_colour_config
+from builders import KillAtEpoch, history_rows, write_colour_config
 from typer.testing import CliRunner
 
 from fgvc.cli import app
@@ -161,18 +161,6 @@ def test_resume_of_a_finished_run_is_refused_in_one_line(tiny_overrides):
     assert (run / "metrics.json").stat().st_mtime_ns == metrics and RunFolder(run).status()["status"] == "finished"
 
 
-class StopAfterHistoryRow(L.Callback):
-    """Fails a run as a kill would right after ``epoch``'s history row is written and before its checkpoint
-    (fgvc's EpochSummary runs before the callbacks passed in; Lightning runs checkpointing last)."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("killed")
-
-
 class HistoryAtStart(L.Callback):
     """The epochs history.csv holds when each epoch starts."""
 
@@ -186,7 +174,7 @@ class HistoryAtStart(L.Callback):
 def test_a_stop_between_a_history_row_and_its_checkpoint_is_said_and_repaired(tiny_overrides, capsys):
     first = load_config(None, tiny_overrides + ["output.name=first"])
     with pytest.raises(RuntimeError, match="killed"):
-        train(first, callbacks=[StopAfterHistoryRow(0)], progress=False)
+        train(first, callbacks=[KillAtEpoch(0, after_history_row=True)], progress=False)
     assert [int(r["epoch"]) for r in RunFolder(first.run_dir).history()] == [0]
     assert not RunFolder(first.run_dir).last_checkpoint.exists()
     with pytest.raises(FgvcError, match=r"no checkpoints/last.ckpt \(history.csv records epoch 0, but the run "
@@ -196,7 +184,7 @@ def test_a_stop_between_a_history_row_and_its_checkpoint_is_said_and_repaired(ti
     whole = train(load_config(None, tiny_overrides + ["output.name=whole"]), progress=False)
     second = load_config(None, tiny_overrides + ["output.name=second"])
     with pytest.raises(RuntimeError, match="killed"):
-        train(second, callbacks=[StopAfterHistoryRow(1)], progress=False)
+        train(second, callbacks=[KillAtEpoch(1, after_history_row=True)], progress=False)
     folder = RunFolder(second.run_dir)
     assert [int(r["epoch"]) for r in folder.history()] == [0, 1]
     assert read_checkpoint(folder.last_checkpoint)["epoch"] == 0
