@@ -382,6 +382,10 @@ class RunFolder:
         with self.history_file.open() as handle:
             return list(csv.DictReader(handle))
 
+    def history_epochs(self) -> list[int]:
+        """The epochs history.csv has a row for (0-based, as in the file)."""
+        return [int(row["epoch"]) for row in self.history() if str(row.get("epoch", "")).isdigit()]
+
 
 def _status_record(status: str) -> dict[str, Any]:
     return {"status": status, "pid": os.getpid(), "time": _dt.datetime.now().isoformat(timespec="seconds")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -159,31 +160,32 @@ def images_to_predict(paths: list[Path], class_names: list[str], ids: str = "ste
     if ids not in ID_STYLES:
         raise FgvcError(f"--ids {ids!r}: use {', '.join(ID_STYLES)}")
     files: list[Path] = []
-    labels: list[str] = []
+    path_ids: list[str] = []  # folder/name, for ids="path"
     for path in map(Path, paths):
         if path.is_dir():
             found = list_image_files(path)
             if not found:
                 raise FgvcError(f"no images (.jpg, .png, ...) directly in {path}")
-            skipped = sorted(p.name for p in path.iterdir() if p not in set(found))
+            listed = set(found)
+            skipped = sorted(p.name for p in path.iterdir() if p not in listed)
             if skipped:
                 folders = sum((path / name).is_dir() for name in skipped)
                 log(f"{path}: skipped {folders} sub-folder(s) and {len(skipped) - folders} other file(s) "
                     f"({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''}): predict reads the images "
                     "directly in a folder; give a sub-folder as an argument of its own")
             files += found
-            labels += [f"{path.name}/{p.name}" for p in found]
+            path_ids += [f"{path.name}/{p.name}" for p in found]
         elif path.is_file():
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 raise FgvcError(f"{path} is not an image file ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             files.append(path)
-            labels.append(str(path))
+            path_ids.append(str(path))
         else:
             raise FgvcError(f"image or folder not found: {path}")
     if not files:
         raise FgvcError("no images given")
-    names = {"stem": [p.stem for p in files], "name": [p.name for p in files], "path": labels}[ids]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    names = {"stem": [p.stem for p in files], "name": [p.name for p in files], "path": path_ids}[ids]
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
     if repeated:
         log(f"{len(repeated)} id(s) name more than one image ({', '.join(repeated[:3])}"
             f"{', ...' if len(repeated) > 3 else ''}): their rows cannot be told apart; "

@@ -21,8 +21,7 @@ def compare_groups(groups: Sequence[Path], split: str = "test", metrics: Optiona
     if len(groups) < 2:
         raise FgvcError("compare needs at least two run groups")
     base = Path(groups[0])
-    for other in groups[1:]:
-        require_same_task(base, Path(other))
+    require_same_task(base, [Path(g) for g in groups[1:]])
     if metrics:
         require_known_metrics(groups, split, metrics)
     rows = []
@@ -50,15 +49,17 @@ def task(group_dir: Path) -> dict:
     return {"data set": data["name"], "label": data.get("label"), "classes": classes}
 
 
-def require_same_task(a: Path, b: Path) -> None:
-    """Groups that learn different data sets, labels or classes are not compared (their "difference"
-    would be a verdict about nothing)."""
-    ours, theirs = task(a), task(b)
-    for key in ("data set", "label", "classes"):
-        if ours[key] is not None and theirs[key] is not None and ours[key] != theirs[key]:
-            raise FgvcError(f"cannot compare {a.name} and {b.name}: they learn different tasks ({key} "
-                            f"{_shown(ours[key])} vs {_shown(theirs[key])}); compare groups of the same data set "
-                            "and classes")
+def require_same_task(base: Path, others: Sequence[Path]) -> None:
+    """Groups that learn other data sets, labels or classes than ``base`` are not compared with it
+    (their "difference" would be a verdict about nothing)."""
+    ours = task(base)
+    for other in others:
+        theirs = task(other)
+        for key in ("data set", "label", "classes"):
+            if ours[key] is not None and theirs[key] is not None and ours[key] != theirs[key]:
+                raise FgvcError(f"cannot compare {base.name} and {other.name}: they learn different tasks ({key} "
+                                f"{_shown(ours[key])} vs {_shown(theirs[key])}); compare groups of the same data "
+                                "set and classes")
 
 
 def require_known_metrics(groups: Sequence[Path], split: str, metrics: Sequence[str]) -> None:

@@ -149,8 +149,8 @@ def search(cfg: ExperimentConfig, space_file: Path, trials: int, search_dir: Opt
     known = [m for m in reported_metrics(cfg.eval.top_k) if m.startswith("val/")]
     if metric not in known:
         raise FgvcError(f"--metric {metric}: not a metric the trials report; choose one of: {', '.join(known)}")
-    check_comparison_plan(cfg, seeds, split, "fgvc search's confirmation")
-    require_labelled_split(cfg, "val", "fgvc search (it chooses on val)")
+    splits = check_comparison_plan(cfg, seeds, split, "fgvc search's confirmation")
+    require_labelled_split(cfg, "val", "fgvc search (it chooses on val)", splits)
     mode = "min" if "loss" in metric else "max"
     if budget_epochs:
         cfg = member_config(cfg, [f"train.epochs={budget_epochs}"])

@@ -31,13 +31,8 @@ def hub_layout(run_dir: Path, out: Path) -> Path:
         write_model_card(folder.path)
     model = plain_model(load_run(folder.path))  # a refused or unreadable model: nothing written anywhere
     out = Path(out)
-    try:  # before any copy or weights are written: nothing half-done in another place
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".fgvc-write-check"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FgvcError(f"cannot write the hub files into {out}: {exc.strerror or exc}; choose another --local-dir") from None
+    RunFolder.check_writable(out, "choose another --local-dir")  # before any file is copied or written
+    out.mkdir(parents=True, exist_ok=True)
     for name in FGVC_FILES:
         if (folder.path / name).is_file():
             shutil.copy2(folder.path / name, out / name)

@@ -91,7 +91,7 @@ def refuse_finished(cfg: ExperimentConfig, folder: Optional[RunFolder]) -> None:
     would rewrite its metrics: one line saying what to do instead."""
     if folder is None or folder.status().get("status") != "finished" or not folder.metrics_file.is_file():
         return
-    epochs = [int(row["epoch"]) for row in folder.history() if str(row.get("epoch", "")).isdigit()]
+    epochs = folder.history_epochs()
     at = f" at epoch {max(epochs) + 1}/{cfg.train.epochs}" if epochs else ""
     longer = (f"train longer with a new config from its weights: `fgvc train {folder.config_file} --set "
               f"train.epochs=MORE --set model.pretrained=true --set model.pretrained_file={folder.weights_file}`"

@@ -43,7 +43,7 @@ class Engine:
             raise FgvcError("resume needs the run folder")
         folder.require()
         path = folder.checkpoint(which)
-        recorded = history_epochs(folder)
+        recorded = folder.history_epochs()
         if not path.is_file() and which == RunFolder.LAST:
             why = (f"{folder.HISTORY} records {epoch_span(recorded)}, but the run stopped before that epoch's "
                    "checkpoint was written" if recorded else "the run stopped before its first epoch ended")
@@ -80,11 +80,6 @@ class Engine:
     def fit(self, folder: RunFolder, stop_request: StopRequest, resume_from: Optional[Path]) -> Optional[Fitted]:
         """Train into ``folder``; what the finish needs, or None in a process that does not finish."""
         raise NotImplementedError
-
-
-def history_epochs(folder: RunFolder) -> list[int]:
-    """The epochs ``history.csv`` has a row for (0-based, as in the file)."""
-    return [int(row["epoch"]) for row in folder.history() if str(row.get("epoch", "")).isdigit()]
 
 
 def epoch_span(epochs: list[int]) -> str:
