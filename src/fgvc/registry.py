@@ -2,7 +2,7 @@
 
 ``@register_engine("pipeline")`` on a training engine, ``@register_source("cub200")`` on a data set
 adapter, ``@register_strategy("lora")`` on a transfer strategy, ``@register_pooling("max")`` on a
-pooling: the config's choices, its error messages and ``fgvc config choices`` come from here, and a
+pooling, ``@register_method("wsdan")`` on a fine-grained method: the config's choices, its error messages and ``fgvc config choices`` come from here, and a
 name is compared as a string only where the registry looks it up.
 
 This module sits beside the config at the bottom of the house and imports nothing of fgvc. Each
@@ -162,11 +162,13 @@ ENGINES: Registry[Any] = Registry("training engine", "fgvc.train.engines", "regi
 SOURCES: Registry[Any] = Registry("data set", "fgvc.data.sources", "register_source")
 STRATEGIES: Registry[Any] = Registry("transfer strategy", "fgvc.models.strategies", "register_strategy")
 POOLINGS: Registry[Any] = Registry("pooling", "fgvc.models.pooling", "register_pooling")
+METHODS: Registry[Any] = Registry("fine-grained method", "fgvc.models.methods", "register_method")
 
 register_engine = ENGINES.register
 register_source = SOURCES.register
 register_strategy = STRATEGIES.register
 register_pooling = POOLINGS.register
+register_method = METHODS.register
 
 # The config keys whose values are registered names (``fgvc config choices`` lists them).
 CONFIG_CHOICES: dict[str, Registry[Any]] = {
@@ -174,4 +176,5 @@ CONFIG_CHOICES: dict[str, Registry[Any]] = {
     "strategy.name": STRATEGIES,
     "train.engine": ENGINES,
     "probe.pooling": POOLINGS,
+    "method.name": METHODS,
 }

@@ -14,12 +14,13 @@ from pydantic import Field, model_validator
 from fgvc.config.aliases import resolve_old_keys
 from fgvc.config.data import DataConfig
 from fgvc.config.generative import DiffusionConfig, GanConfig, StableDiffusionConfig
+from fgvc.config.method import MethodConfig
 from fgvc.config.model import ModelConfig, StrategyConfig
 from fgvc.config.optim import LossConfig, OptimConfig, ScheduleConfig
 from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
 from fgvc.config.section import Section
 from fgvc.config.train import ProbeConfig, TrainConfig, reported_metrics
-from fgvc.registry import ENGINES
+from fgvc.registry import ENGINES, METHODS
 
 
 class ExperimentConfig(Section):
@@ -28,6 +29,7 @@ class ExperimentConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
@@ -94,6 +96,24 @@ class ExperimentConfig(Section):
                                      f"train.engine: {other}, which this config does not use (train.engine: "
                                      f"{engine}); remove them (--set {section}={{}} resets the section) or set train.engine: {other}")
         ENGINES.get(engine).check_config(self)
+        return self
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> "ExperimentConfig":
+        """A fine-grained method is built and trained by the lightning engine; a method that needs hard
+        labels refuses mixup (as does the Pairwise Confusion term, which pairs different classes)."""
+        method, engine = self.method.name, self.train.engine
+        if method != "plain" and engine != "lightning":
+            hint = (" (second-order features on the probe: probe.pooling: [cov] with probe.projection: 96)"
+                    if engine == "probe" else "")
+            raise ValueError(f"method.name: {method} trains with train.engine: lightning; this config uses "
+                             f"train.engine: {engine}{hint}; set method.name: plain or train.engine: lightning")
+        if self.data.mixup.enabled and not METHODS.info(method).get("mixup", True):
+            raise ValueError(f"method.name: {method} needs each image's own label, which data.mixup blends; "
+                             "turn mixup off (data.mixup.prob: 0) or use another method")
+        if self.data.mixup.enabled and self.loss.confusion:
+            raise ValueError("loss.confusion pairs images of different classes, which data.mixup blends; turn "
+                             "one of them off (loss.confusion: 0 or data.mixup.prob: 0)")
         return self
 
     @property

@@ -48,3 +48,6 @@ class LossConfig(Section):
     focal_alpha: Optional[float] = Field(None, ge=0, le=1, description="focal: weight of the positive term (None: off)")
     class_weights: Literal["none", "balanced", "sqrt"] = Field(
         "none", description="balanced: n / (k * count) per class; sqrt: its square root (milder)")
+    confusion: float = Field(0.0, ge=0, description="Pairwise Confusion (Dubey et al. 2018): weight of the "
+                             "squared distance between the predicted distributions of image pairs of different "
+                             "classes, added to the loss (0: off)")

@@ -99,13 +99,17 @@ class ProbeConfig(Section):
         default_factory=lambda: ["avg"], min_length=1,
         description="how each layer is pooled; [avg, max] keeps small strong details (a thin crack) that "
                     "averaging dilutes")
+    projection: Optional[int] = Field(
+        None, ge=2, description="project each pooled map onto this many channels first (a fixed random "
+                                "orthonormal projection): second-order poolings (bilinear, cov) need it on wide "
+                                "maps; null: no projection")
     standardize: bool = Field(False, description="logreg: scale every feature to unit variance on train first "
                                                  "(layers of different scales weigh alike)")
 
     @property
     def pooled_layers(self) -> bool:
         """True when the features are more than the final layer's average (layers / pooling)."""
-        return self.layers != 1 or self.pooling != ["avg"]
+        return self.layers != 1 or self.pooling != ["avg"] or self.projection is not None
 
     @field_validator("c")
     @classmethod

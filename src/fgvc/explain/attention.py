@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgvc.errors import FgvcError
+from fgvc.models.methods.base import backbone_of
 
 
 @torch.no_grad()
@@ -20,7 +21,7 @@ def attention_probabilities(model: nn.Module, images: torch.Tensor) -> list[torc
     model.eval()
     if hasattr(model, "forward_with_attention"):
         return model.forward_with_attention(images)[1]
-    blocks = getattr(model, "blocks", None)
+    blocks = getattr(backbone_of(model), "blocks", None)  # a fine-grained method's ViT runs inside it
     if blocks is None or not all(hasattr(b, "attn") and hasattr(b.attn, "attn_drop") for b in blocks):
         raise FgvcError(f"{type(model).__name__} is not a ViT with attention blocks; use a CAM method")
     captured: list[torch.Tensor] = []
@@ -51,14 +52,14 @@ def _to_maps(cls_to_patches: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 def last_layer_attention(model: nn.Module, images: torch.Tensor) -> np.ndarray:
     """(B, H, W): how much the class token attends to each patch in the last block (mean over heads)."""
     probs = attention_probabilities(model, images)[-1].mean(1)  # (B, T, T)
-    prefix = getattr(model, "num_prefix_tokens", 1)
+    prefix = getattr(backbone_of(model), "num_prefix_tokens", 1)
     return _to_maps(probs[:, 0, prefix:], tuple(images.shape[-2:]))
 
 
 def attention_rollout(model: nn.Module, images: torch.Tensor, discard_ratio: float = 0.0) -> np.ndarray:
     """(B, H, W): attention rolled out through all blocks: prod_l normalise(mean_heads(A_l) + I)."""
     layers = attention_probabilities(model, images)
-    prefix = getattr(model, "num_prefix_tokens", 1)
+    prefix = getattr(backbone_of(model), "num_prefix_tokens", 1)
     tokens = layers[0].shape[-1]
     rollout = torch.eye(tokens).expand(images.shape[0], tokens, tokens)
     for probs in layers:

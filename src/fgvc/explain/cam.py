@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fgvc.errors import FgvcError
+from fgvc.models.methods.base import backbone_of
 
 METHODS = ("gradcam", "gradcam++", "scorecam")
 
@@ -55,12 +56,13 @@ def class_activation_maps(model: nn.Module, images: torch.Tensor, method: str = 
     if method not in kinds:
         raise FgvcError(f"unknown CAM method {method!r}; choose from {list(kinds)}")
     targets = [ClassifierOutputTarget(c) for c in classes] if classes is not None else None
-    reshape = vit_reshape(model) if is_vit(model) else None
+    backbone = backbone_of(model)  # a fine-grained method's backbone holds the layer; the method gives the score
+    reshape = vit_reshape(backbone) if is_vit(backbone) else None
     model.eval()
     # The gradient must reach the target layer even when training froze it (linear probe, partial):
     # asking for the input's gradient makes every activation after it require one.
     images = images.detach().clone().requires_grad_(True)
-    with kinds[method](model=model, target_layers=[target_layer(model)], reshape_transform=reshape) as cam:
+    with kinds[method](model=model, target_layers=[target_layer(backbone)], reshape_transform=reshape) as cam:
         if method == "scorecam":
             cam.batch_size = min(32, images.shape[0] * 8)
         return cam(input_tensor=images, targets=targets)

@@ -23,6 +23,7 @@ from fgvc.evaluate.runs import TrainedRun, load_trained  # noqa: E402
 from fgvc.explain.attention import attention_rollout, last_layer_attention  # noqa: E402
 from fgvc.explain.cam import METHODS as CAM_METHODS  # noqa: E402
 from fgvc.explain.cam import class_activation_maps, is_vit  # noqa: E402
+from fgvc.models.methods.base import backbone_of  # noqa: E402
 from fgvc.models.layout import inference_layout, to_layout  # noqa: E402
 from fgvc.progress import track  # noqa: E402
 from fgvc.runfolder import Prediction, RunFolder  # noqa: E402
@@ -63,10 +64,10 @@ def choose_method(run: TrainedRun, method: Optional[str]) -> str:
     """``method`` checked against the run's architecture; None picks one: attention maps for a ViT,
     Grad-CAM for everything else (a CNN such as EfficientNet, whose ``.blocks`` are convolutions)."""
     if method is None:
-        return "attention" if is_vit(run.model) else "gradcam"
+        return "attention" if is_vit(backbone_of(run.model)) else "gradcam"
     if method not in METHODS:
         raise FgvcError(f"unknown method {method!r}; choose from {list(METHODS)}")
-    if method in ("rollout", "attention") and not is_vit(run.model):
+    if method in ("rollout", "attention") and not is_vit(backbone_of(run.model)):
         raise FgvcError(f"--method {method} needs a ViT; {run.cfg.model.name} is not one: use one of {list(CAM_METHODS)}")
     return method
 

@@ -26,6 +26,9 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path:
     """torch.onnx (the torch.export-based exporter), batch dimension dynamic, metadata as metadata_props."""
     import onnx
 
+    refusal = getattr(model, "onnx_refusal", None)  # a fine-grained method that cannot be traced says why
+    if refusal:
+        raise FgvcError(f"cannot export {metadata['model']} to ONNX: {refusal}")
     try:
         export_module_onnx(model, path, tuple(metadata["input_size"]), metadata["model"])
     except FgvcError as exc:

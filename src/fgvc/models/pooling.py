@@ -6,19 +6,26 @@ maximum pooling keeps it, and earlier stages still see it at a finer scale. The 
 (``probe.layers``, ``probe.pooling``) trains a head on these features; as the wrapper is an ordinary
 module, eval / predict / ensemble use the run like any other.
 
+Second-order poolings (``bilinear``, ``cov``) keep products of channels; ``probe.projection`` first
+projects each map onto a fixed random subspace so C*C stays small.
+
 A pooling is one function NCHW -> NC registered with ``@register_pooling(name)``; ``probe.pooling``
 accepts exactly the registered names.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 from fgvc.errors import ConfigError
+from fgvc.models import second_order
 from fgvc.registry import POOLINGS, register_pooling
+
+
+MAX_POOLED = 200_000  # features per image above which a head (and the feature cache) would not fit
 
 
 @register_pooling("avg")
@@ -33,6 +40,18 @@ def maximum(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.amax((2, 3))
 
 
+@register_pooling("bilinear")
+def bilinear(feature_map: torch.Tensor) -> torch.Tensor:
+    """mean outer product of the channels, signed square root, L2 (C*C values: project first)"""
+    return second_order.bilinear(feature_map)
+
+
+@register_pooling("cov")
+def covariance(feature_map: torch.Tensor) -> torch.Tensor:
+    """covariance of the channels, matrix square root by Newton-Schulz (iSQRT-COV; C(C+1)/2 values)"""
+    return second_order.isqrt_cov(feature_map)
+
+
 def _pool(feature_map: torch.Tensor, pooling: Sequence[str]) -> torch.Tensor:
     return torch.cat([POOLINGS.get(p)(feature_map) for p in pooling], dim=1)
 
@@ -44,7 +63,8 @@ class PooledLayersClassifier(nn.Module):
 
     fgvc_classifier = "classifier"
 
-    def __init__(self, backbone: nn.Module, num_classes: int, layers: int = 1, pooling: Sequence[str] = ("avg",)):
+    def __init__(self, backbone: nn.Module, num_classes: int, layers: int = 1, pooling: Sequence[str] = ("avg",),
+                 projection: Optional[int] = None):
         super().__init__()
         name = getattr(backbone, "default_cfg", {}).get("architecture", type(backbone).__name__)
         if layers > 1 and not hasattr(backbone, "forward_intermediates"):
@@ -55,8 +75,15 @@ class PooledLayersClassifier(nn.Module):
         with torch.no_grad():
             was_training = backbone.training
             size = self.pretrained_cfg.get("input_size", (3, 64, 64))[-1]
-            dim = self.features(torch.zeros(1, 3, min(size, 64), min(size, 64))).shape[1]
+            probe = torch.zeros(1, 3, min(size, 64), min(size, 64))
+            self.projections = nn.ParameterList(
+                [nn.Parameter(fixed_projection(m.shape[1], projection), requires_grad=False)
+                 for m in self.feature_maps(probe)] if projection else [])
+            dim = self.features(probe).shape[1]
             backbone.train(was_training)
+        if dim > MAX_POOLED:
+            raise ConfigError(f"probe.pooling {list(self.pooling)} on {name} gives {dim:,} features per image; set "
+                              f"probe.projection (e.g. 96) to project each map to fewer channels first")
         self.classifier = nn.Linear(dim, num_classes)
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -71,15 +98,29 @@ class PooledLayersClassifier(nn.Module):
         return maps
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([_pool(m, self.pooling) for m in self.feature_maps(x)], dim=1)
+        maps = self.feature_maps(x)
+        if len(self.projections):
+            maps = [torch.einsum("bchw,dc->bdhw", m, p) for m, p in zip(maps, self.projections)]
+        return torch.cat([_pool(m, self.pooling) for m in maps], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
-def pool_layers(model: nn.Module, num_classes: int, layers: int, pooling: Sequence[str]) -> nn.Module:
+def fixed_projection(channels: int, size: int) -> torch.Tensor:
+    """(min(size, channels), channels): orthonormal rows drawn with a fixed seed, the same in every run
+    (so cached features are shared): a map's channels projected onto a random subspace keep their
+    covariance structure approximately, at a fraction of the size of second-order pooling."""
+    size = min(size, channels)
+    generator = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(channels, size, generator=generator))
+    return q.T.contiguous()
+
+
+def pool_layers(model: nn.Module, num_classes: int, layers: int, pooling: Sequence[str],
+                projection: Optional[int] = None) -> nn.Module:
     """The wrapper around ``model`` (the config has checked that ``pooling`` names registered poolings)."""
     if not hasattr(model, "forward_features") or not hasattr(model, "reset_classifier"):
         raise ConfigError(f"probe.pooling / probe.layers need a timm model; {type(model).__name__} is not one")
     model.reset_classifier(0)  # the wrapper has its own classifier
-    return PooledLayersClassifier(model, num_classes, layers, pooling)
+    return PooledLayersClassifier(model, num_classes, layers, pooling, projection)

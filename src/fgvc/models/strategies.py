@@ -60,12 +60,17 @@ def stage_names(model: nn.Module) -> list[list[str]]:
 
 
 def head_group(model: nn.Module) -> list[str]:
-    """Names of the head and of modules grouped with it (e.g. a ViT's final norm)."""
+    """Names of the head and of modules grouped with it (e.g. a ViT's final norm; a fine-grained
+    method's own modules)."""
     head = classifier_name(model)
     in_stages = {n for group in stage_names(model) for n in group}
     # top-level modules after the last stage that are not in any stage (final norm, fc_norm, head)
     extra = [n for n, _ in model.named_children() if n not in in_stages and n != head.split(".")[0]]
     late = [n for n in extra if n in ("norm", "fc_norm", "head_drop", "global_pool", "conv_head", "bn2")]
+    backbone = getattr(model, "fgvc_backbone", None)
+    if backbone:  # a fine-grained method: its own modules are new, as the head is
+        inner = head_group(model.get_submodule(backbone))[1:]
+        return [head] + [n for n in extra if n != backbone] + [f"{backbone}.{n}" for n in inner]
     return [head] + late
 
 

@@ -57,7 +57,9 @@ def _images_fingerprint(images: ImageList) -> str:
 def _pooling(cfg: ExperimentConfig) -> dict:
     """Which layers and poolings the features are made of; empty for the default (older keys stay valid)."""
     p = cfg.probe
-    return {"pooling": [p.layers, p.pooling]} if p.pooled_layers else {}
+    if not p.pooled_layers:
+        return {}
+    return {"pooling": [p.layers, p.pooling, p.projection] if p.projection else [p.layers, p.pooling]}
 
 
 def _weights_fingerprint(cfg: ExperimentConfig) -> dict:

@@ -1,5 +1,5 @@
 """Losses: cross-entropy, label smoothing, focal, soft-target CE (mixup/cutmix), ordinal soft labels,
-class-balanced weights.
+class-balanced weights, and the Pairwise Confusion term that any of them can carry.
 
 Every loss takes integer targets or soft (probability) targets, so mixup and cutmix work with all.
 """
@@ -98,6 +98,22 @@ class OrdinalCrossEntropy(CrossEntropy):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return super().forward(logits, _soft(target, logits.shape[-1], 0.0) @ self.rows)
+
+
+def pairwise_confusion(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Pairwise Confusion (Dubey et al. ECCV 2018): the batch's first half is paired with its second
+    half, and each pair of *different* classes costs the Euclidean distance between the two predicted
+    distributions (the authors' code: the norm, summed, over the batch size). Pulling the
+    predictions of look-alike classes together keeps the network from over-fitting to the few
+    details that separate training images. An odd last image is left out."""
+    half = len(logits) // 2
+    if half == 0:
+        return logits.sum() * 0.0
+    probs = logits.float().softmax(-1)
+    left, right = probs[:half], probs[half:2 * half]
+    labels = targets.argmax(-1) if targets.dtype.is_floating_point else targets
+    different = (labels[:half] != labels[half:2 * half]).float()
+    return (torch.linalg.vector_norm(left - right, dim=1) * different).sum() / (2 * half)
 
 
 def build_loss(cfg: LossConfig, class_counts: np.ndarray) -> nn.Module:

@@ -18,7 +18,7 @@ from fgvc.data.device_decode import EncodedBatch
 from fgvc.data.transforms import transforms_for
 from fgvc.errors import NonFiniteLossError
 from fgvc.models.strategies import opens_over_epochs, set_norm_modes
-from fgvc.train.losses import build_loss
+from fgvc.train.losses import build_loss, pairwise_confusion
 from fgvc.train.optim import build_optimizer, build_param_groups, build_scheduler, step_timm_scheduler
 
 
@@ -111,8 +111,16 @@ class Classifier(L.LightningModule):
         hard_targets = targets
         if self.mixup is not None and len(images) % 2 == 0:
             images, targets = self.mixup(images, targets)
-        logits = self(images)
-        loss = self.loss_fn(logits, targets)
+        method_loss = getattr(self.model, "training_loss", None)  # a fine-grained method's own objective
+        if method_loss is not None:
+            if self.cfg.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            loss, logits = method_loss(images, targets, self.loss_fn)
+        else:
+            logits = self(images)
+            loss = self.loss_fn(logits, targets)
+        if self.cfg.loss.confusion:
+            loss = loss + self.cfg.loss.confusion * pairwise_confusion(logits, targets)
         opt = self.cfg.optim
         if opt.l1 or opt.penalty_weight:
             loss = loss + weight_penalty(self.model, opt.l1, opt.penalty_p, opt.penalty_weight)

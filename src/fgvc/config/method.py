@@ -1,0 +1,98 @@
+"""The method section: which fine-grained method is built around the backbone (``method.name``), and
+each method's own settings in a sub-section of its name (``method.wsdan.attentions``). Settings of a
+method the config does not use are refused: they would be ignored."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from fgvc.config.section import Section
+from fgvc.registry import METHODS
+
+
+class HighOrderConfig(Section):
+    """bilinear and isqrt_cov: second-order pooling of the last feature map."""
+
+    dim: Optional[int] = Field(
+        128, ge=2, description="channels of the learned 1x1 projection (conv, BN, ReLU) before the pooling: the "
+                               "pooled vector has dim^2 (bilinear) or dim(dim+1)/2 (isqrt_cov) values; null: the "
+                               "backbone's own channels")
+    iterations: int = Field(5, ge=1, description="isqrt_cov: Newton-Schulz iterations of the matrix square root")
+
+
+class WsdanConfig(Section):
+    """WS-DAN (Hu et al. 2019): attention maps, bilinear attention pooling, attention cropping and dropping."""
+
+    attentions: int = Field(32, ge=1, description="attention maps M (a 1x1 conv on the last feature map)")
+    crop_threshold: tuple[float, float] = Field(
+        (0.4, 0.6), description="training crop: the box where a sampled attention map exceeds theta x its "
+                                "maximum, theta drawn uniformly from this range")
+    drop_threshold: tuple[float, float] = Field(
+        (0.2, 0.5), description="training drop: pixels where a sampled attention map exceeds theta x its "
+                                "maximum are erased, theta drawn from this range")
+    test_crop_threshold: float = Field(0.1, gt=0, lt=1, description="test time: the box of the mean attention "
+                                                                    "map above this fraction of its maximum")
+    center_weight: float = Field(1.0, ge=0, description="weight of the feature-centre loss")
+    center_momentum: float = Field(0.05, gt=0, le=1, description="beta: how fast the feature centres move")
+
+
+class DclConfig(Section):
+    """DCL (Chen et al. 2019): destruction (region shuffling) and construction (region alignment)."""
+
+    regions: int = Field(7, ge=2, description="the image is cut into regions x regions patches that are shuffled")
+    shuffle_range: int = Field(2, ge=1, description="k: a patch moves at most this many places in each direction")
+    adversarial_weight: float = Field(1.0, ge=0, description="weight of the original-vs-destroyed loss")
+    alignment_weight: float = Field(1.0, ge=0, description="weight of the region-location (construction) loss")
+
+
+class TransfgConfig(Section):
+    """TransFG (He et al. 2022): the tokens the attention maps single out feed the last block."""
+
+    contrastive_weight: float = Field(1.0, ge=0, description="weight of the contrastive loss on class tokens")
+    margin: float = Field(0.4, ge=0, lt=1, description="contrastive loss: cosine similarity below which two "
+                                                       "images of different classes cost nothing")
+
+
+class NtsConfig(Section):
+    """NTS-Net (Yang et al. 2018): a navigator proposes informative regions, a teacher scores them,
+    a scrutiniser classifies the image with the best ones."""
+
+    proposals: int = Field(6, ge=1, description="M: top regions the navigator proposes (ranked by the teacher)")
+    parts: int = Field(4, ge=1, description="K: regions the scrutiniser concatenates with the whole image")
+    part_size: int = Field(224, ge=8, description="side in pixels each region is resized to")
+    nms_threshold: float = Field(0.25, gt=0, lt=1, description="IoU above which overlapping proposals are dropped")
+
+
+class MethodConfig(Section):
+    """The fine-grained method around the backbone."""
+
+    name: str = Field("plain", description="fine-grained method built around the backbone (plain: none)")
+    high_order: HighOrderConfig = Field(default_factory=HighOrderConfig,
+                                        description="bilinear / isqrt_cov: projection and iterations")
+    wsdan: WsdanConfig = Field(default_factory=WsdanConfig, description="wsdan: attention maps, crop and drop")
+    dcl: DclConfig = Field(default_factory=DclConfig, description="dcl: regions and loss weights")
+    transfg: TransfgConfig = Field(default_factory=TransfgConfig, description="transfg: contrastive loss")
+    nts: NtsConfig = Field(default_factory=NtsConfig, description="nts: proposals, parts, part size")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return METHODS.check(name)
+
+    @model_validator(mode="after")
+    def _settings_of_this_method(self) -> "MethodConfig":
+        used = METHODS.info(self.name).get("settings")
+        for section in type(self).model_fields:
+            if section == "name" or section == used:
+                continue
+            default = type(self).model_fields[section].default_factory()
+            ours = getattr(self, section)
+            if ours != default:
+                changed = [k for k in type(ours).model_fields if getattr(ours, k) != getattr(default, k)]
+                owners = [n for n in METHODS.names() if METHODS.info(n).get("settings") == section]
+                raise ValueError(f"{', '.join(f'method.{section}.{k}' for k in changed)}: settings of method.name: "
+                                 f"{' / '.join(owners) or section}, which this config does not use (method.name: "
+                                 f"{self.name}); remove them or set method.name to that method")
+        return self
