@@ -4,7 +4,7 @@ import pytest
 
 from fgvc.config import load_config
 from fgvc.errors import ConfigError
-from fgvc.registry import CONFIG_CHOICES, ENGINES, POOLINGS, SOURCES, STRATEGIES, Registry, RegistryError
+from fgvc.registry import CONFIG_CHOICES, ENGINES, METHODS, POOLINGS, SOURCES, STRATEGIES, Registry, RegistryError
 
 
 def test_register_check_and_suggest():
@@ -26,7 +26,8 @@ def test_every_builtin_is_registered_and_the_config_accepts_exactly_those():
     assert SOURCES.names() and set(SOURCES.names()) >= {"elpv", "cub200", "image_folder", "kaggle_csv"}
     assert set(STRATEGIES.names()) == {"full", "linear", "partial", "attention", "lora", "gradual"}
     assert set(ENGINES.names()) == {"lightning", "pipeline", "probe"}
-    assert set(POOLINGS.names()) == {"avg", "max"}
+    assert set(POOLINGS.names()) == {"avg", "max", "bilinear", "cov"}
+    assert set(METHODS.names()) >= {"plain", "bilinear", "isqrt_cov"}
     for key, registry in CONFIG_CHOICES.items():
         section, name = key.split(".")
         for value in registry.names():

@@ -84,3 +84,46 @@ def test_logreg_probe_refuses_a_loss_it_cannot_use():
     with pytest.raises(ConfigError, match="loss.name 'ordinal' cannot be used with probe.head: logreg"):
         load_config(None, ["train.engine=probe", "probe.head=logreg", "loss.name=ordinal"])
     load_config(None, ["train.engine=probe", "probe.head=linear", "loss.name=ordinal"])
+
+
+def test_pairwise_confusion_charges_only_pairs_of_different_classes():
+    from fgvc.train.losses import pairwise_confusion
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0], [0.0, 2.0]])
+    probs = logits.softmax(-1)
+    # pairs (0, 2) and (1, 3): the first pair has different labels, the second the same
+    targets = torch.tensor([0, 1, 1, 1])
+    expected = torch.linalg.vector_norm(probs[0] - probs[2]) / 4
+    assert torch.allclose(pairwise_confusion(logits, targets), expected)
+    assert pairwise_confusion(logits, torch.tensor([1, 1, 1, 1])) == 0
+    # an odd last image is left out; one image has no pair
+    assert torch.allclose(pairwise_confusion(torch.cat([logits, logits[:1]]), torch.tensor([0, 1, 1, 1, 0])),
+                          expected * 4 / 4)
+    assert pairwise_confusion(logits[:1], targets[:1]) == 0
+    # soft (one-hot) targets pair by their argmax
+    assert torch.allclose(pairwise_confusion(logits, F.one_hot(targets, 2).float()), expected)
+
+
+def test_confusion_is_added_to_the_training_loss(tiny_overrides):
+    """The same batch and weights: the loss with loss.confusion is the loss without it plus the weighted term."""
+    import numpy as np
+
+    from fgvc.config import load_config
+    from fgvc.models.assembly import build_network
+    from fgvc.train.losses import pairwise_confusion
+    from fgvc.train.module import Classifier
+
+    cfg = load_config(None, tiny_overrides)
+    torch.manual_seed(0)
+    model, _ = build_network(cfg, 3, pretrained=False)
+    images, targets = torch.randn(6, 3, 24, 24), torch.tensor([0, 1, 2, 2, 1, 0])
+    losses = {}
+    for weight in (0.0, 2.5):
+        module = Classifier(model, cfg.model_copy(update={"loss": cfg.loss.model_copy(update={"confusion": weight})}),
+                            np.array([2, 2, 2]))
+        module.log = lambda *a, **k: None
+        losses[weight] = module.training_step((images, targets), 0)
+    model.train()
+    term = pairwise_confusion(model(images), targets)
+    assert torch.allclose(losses[2.5], losses[0.0] + 2.5 * term, atol=1e-5)
+    assert term > 0
