@@ -4,7 +4,7 @@ method the config does not use are refused: they would be ignored."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -37,14 +37,32 @@ class WsdanConfig(Section):
     center_weight: float = Field(1.0, ge=0, description="weight of the feature-centre loss")
     center_momentum: float = Field(0.05, gt=0, le=1, description="beta: how fast the feature centres move")
 
+    @field_validator("crop_threshold", "drop_threshold")
+    @classmethod
+    def _a_range_of_fractions(cls, bounds: tuple[float, float], info) -> tuple[float, float]:
+        low, high = bounds
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"method.wsdan.{info.field_name} is {list(bounds)}: give [low, high] fractions of the "
+                             "attention map's maximum with 0 < low <= high <= 1")
+        return bounds
+
 
 class DclConfig(Section):
     """DCL (Chen et al. 2019): destruction (region shuffling) and construction (region alignment)."""
 
-    regions: int = Field(7, ge=2, description="the image is cut into regions x regions patches that are shuffled")
-    shuffle_range: int = Field(2, ge=1, description="k: a patch moves at most this many places in each direction")
-    adversarial_weight: float = Field(1.0, ge=0, description="weight of the original-vs-destroyed loss")
-    alignment_weight: float = Field(1.0, ge=0, description="weight of the region-location (construction) loss")
+    regions: int = Field(7, ge=2, description="N: the image is cut into N x N patches that are shuffled (the "
+                                              "authors: 7 for CUB at 448 px; sides not divisible by N: the "
+                                              "grid is centred and the few rows and columns left over stay)")
+    shuffle_range: int = Field(2, ge=1, description="s: a patch moves at most s places along its row, then at "
+                                                    "most s along its column (the paper's k is (s + 1) / 2)")
+    adversarial_outputs: Literal["classes", "binary"] = Field(
+        "classes", description="the original-vs-destroyed classifier: classes: 2 x num_classes outputs "
+                               "(destroyed images of class c are c + num_classes, the authors' cls_2xmul), "
+                               "binary: 2 outputs (the paper's, the authors' cls_2)")
+    adversarial_weight: float = Field(1.0, ge=0, description="beta: weight of the original-vs-destroyed loss")
+    alignment_weight: float = Field(1.0, ge=0, description="gamma: weight of the region-location (construction) "
+                                                           "loss (the authors: 1 for CUB, 0.01 for cars and "
+                                                           "aircraft)")
 
 
 class TransfgConfig(Section):
@@ -59,10 +77,20 @@ class NtsConfig(Section):
     """NTS-Net (Yang et al. 2018): a navigator proposes informative regions, a teacher scores them,
     a scrutiniser classifies the image with the best ones."""
 
-    proposals: int = Field(6, ge=1, description="M: top regions the navigator proposes (ranked by the teacher)")
-    parts: int = Field(4, ge=1, description="K: regions the scrutiniser concatenates with the whole image")
-    part_size: int = Field(224, ge=8, description="side in pixels each region is resized to")
+    proposals: int = Field(6, ge=1, description="M: regions the navigator proposes after NMS, each read by the "
+                                                "backbone and ranked by the teacher while training")
+    parts: int = Field(4, ge=1, description="K: the navigator's best regions the scrutiniser concatenates with the "
+                                            "whole image (at most proposals)")
+    part_size: int = Field(224, ge=8, description="side in pixels each region is resized to (the authors: 224 for "
+                                                  "448 px images)")
     nms_threshold: float = Field(0.25, gt=0, lt=1, description="IoU above which overlapping proposals are dropped")
+
+    @model_validator(mode="after")
+    def _parts_among_proposals(self) -> NtsConfig:
+        if self.parts > self.proposals:
+            raise ValueError(f"method.nts.parts ({self.parts}) is more than method.nts.proposals "
+                             f"({self.proposals}): the scrutiniser reads the best of the proposed regions")
+        return self
 
 
 class MethodConfig(Section):
