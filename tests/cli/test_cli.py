@@ -70,6 +70,15 @@ def test_help_lists_commands():
     assert "verify" in data_help and "show" in data_help
 
 
+def test_flags_show_no_type_in_help_and_options_keep_theirs():
+    """An on/off flag takes no value, so its help shows none (Typer would print ``<bool>``)."""
+    for command in (["train"], ["export"], ["repeat"]):
+        text = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+        assert "<bool>" not in text, command
+        assert "--help" in text and "<path>" in text
+    assert "--no-progress" in runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+
+
 def test_config_errors_are_answered_before_torch_is_imported(tmp_path):
     """A config error that needs no model (unknown key, misspelt data set) is found before torch,
     Lightning and timm are imported: the answer comes in well under a second, not ten."""

@@ -112,3 +112,20 @@ def test_export_errors_are_one_line(tiny_overrides, tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     with pytest.raises(FgvcError, match="broken.onnx is not a readable ONNX model"):
         OnnxRuntimeModel(tmp_path / "broken.onnx")
+
+
+def test_dynamic_int8_that_loses_accuracy_points_to_static(tiny_overrides, tmp_path, monkeypatch):
+    """The hint follows the measured change: shown when dynamic int8 loses more than the threshold,
+    not otherwise, and never for static (the threshold is moved, the run and its measurement are real)."""
+    from fgvc.export import run_export
+
+    run_dir = trained(tiny_overrides, tmp_path, "cnn")
+    for threshold, mode, shown in ((-101.0, "dynamic", True), (101.0, "dynamic", False), (-101.0, "static", False)):
+        monkeypatch.setattr(run_export, "DYNAMIC_LOSS_HINT", threshold)
+        messages: list[str] = []
+        record = export_run(run_dir, "onnx", quantize_mode=mode, calibration=8, log=messages.append)
+        change = record["quantized"]["test_top1_change_points"]
+        hints = [m for m in messages if "--quantize static (calibrated on training images)" in m]
+        assert bool(hints) == shown, (mode, threshold, messages)
+        if shown:
+            assert hints[0].startswith(f"dynamic int8 lost {-change:.1f} points")

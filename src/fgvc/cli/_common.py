@@ -6,11 +6,26 @@ import functools
 from typing import Callable
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from fgvc.errors import FgvcError
+
+
+def _flags_without_a_type(display_type_rich: Callable) -> Callable:
+    """Typer shows ``<bool>`` beside every on/off flag (``--progress/--no-progress <bool>``), which reads as
+    if the flag took a value; a flag's help shows no type."""
+
+    @functools.wraps(display_type_rich)
+    def display(self, ctx):
+        return None if self.is_flag else display_type_rich(self, ctx)
+
+    return display
+
+
+typer.core.TyperOption.display_type_rich = _flags_without_a_type(typer.core.TyperOption.display_type_rich)
 
 app = typer.Typer(
     help="fgvc: fine-grained visual classification done properly.", no_args_is_help=True, add_completion=False

@@ -11,6 +11,7 @@ same path (NFS), which is checked before the first member starts.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import uuid
@@ -35,6 +36,26 @@ def require_ray():
     return ray
 
 
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+@contextlib.contextmanager
+def _quiet_default_auth_notice() -> Iterator[None]:
+    """Ray logs a warning on every start of a local instance that it turned on its (secure) default, token
+    authentication; fgvc keeps the default and drops that one line from normal output. Every other line,
+    including the warning that authentication is *off*, still shows."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+    logger = logging.getLogger(RAY_AUTH_LOGGER)
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 @contextlib.contextmanager
 def ray_session(settings: ExecutorConfig) -> Iterator[Any]:
     """Connect to ``settings.address`` (none: start a local Ray instance) unless this process is
@@ -44,8 +65,9 @@ def ray_session(settings: ExecutorConfig) -> Iterator[Any]:
         yield ray
         return
     try:
-        ray.init(address=settings.address, include_dashboard=False, log_to_driver=True,
-                 configure_logging=True, logging_level="warning")
+        with _quiet_default_auth_notice():
+            ray.init(address=settings.address, include_dashboard=False, log_to_driver=True,
+                     configure_logging=True, logging_level="warning")
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = settings.address or "a local Ray instance"
         raise FgvcError(f"cannot connect to {where}: {str(exc).splitlines()[0]}") from None
