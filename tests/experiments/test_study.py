@@ -158,3 +158,25 @@ def test_gradual_unfreezing_is_profiled_at_its_last_epoch_and_shows_where_it_sta
                                     **gradual}]})
     assert f"| {linear['trainable_params']:,} -> {partial_2['trainable_params']:,} |" in table
     assert "gradual unfreezing: at its last epoch" in table
+
+
+def test_a_count_of_seeds_starts_where_repeat_s_does(tmp_path):
+    """One rule: a count counts up from the base seed, the config's ``seed`` (repeat, sweep, search),
+    the first config's for a folder of configs, the plan's first seed for a questions.yaml."""
+    from fgvc.experiments.repeat import parse_seeds
+    from fgvc.experiments.study import base_seed
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "a.yaml").write_text("seed: 7\nmodel: {name: resnet10t}\n")
+    (configs / "b.yaml").write_text("seed: 100\n")
+    assert base_seed(configs) == 7 and parse_seeds("3", base_seed(configs)) == [7, 8, 9]
+    assert base_seed(configs, ["seed=11"]) == 11
+    plan = tmp_path / "plan"
+    plan.mkdir()
+    (plan / "base.yaml").write_text("seed: 3\n")
+    (plan / "questions.yaml").write_text("base: base.yaml\nseeds: [5, 9]\nquestions:\n  - {name: q, title: Q, "
+                                         "reference: a, arms: {a: [], b: [optim.lr=0.1]}}\n")
+    assert parse_seeds("2", base_seed(plan)) == [5, 6]
+    text = runner.invoke(app, ["study", "--help"], env={"COLUMNS": "300"}).output
+    assert "first config's seed" in " ".join(text.split())

@@ -183,8 +183,9 @@ def study_command(
                                             "questions.yaml plan (e.g. configs/study_tricks)"),
     set_: List[str] = SetOption,
     seeds: Optional[str] = typer.Option(None, help="a count or a list: 1,7,42; the same for every arm. A count "
-                                                   "starts at the plan's first seed (questions.yaml) or at 1 "
-                                                   "(a folder of configs); default: the plan's seeds, or 3"),
+                                                   "starts at the plan's first seed (questions.yaml) or at the "
+                                                   "first config's seed (a folder of configs), as repeat's starts "
+                                                   "at the config's; default: the plan's seeds, or 3"),
     question: List[str] = typer.Option([], help="questions.yaml plans: only this question (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="study folder (default runs/<folder name>)"),
     split: str = typer.Option("test", help="split the comparison uses"),
@@ -196,14 +197,13 @@ def study_command(
     """Run every config of a folder (or every question of its questions.yaml) over the same seeds; metrics
     with CIs, parameters, time, memory, paired verdicts."""
     from fgvc.experiments.repeat import parse_seeds
-    from fgvc.experiments.study import has_questions, study
+    from fgvc.experiments.study import base_seed, has_questions, study
     from fgvc.models.summary import human_bytes
     from fgvc.report.tables import study_markdown
 
     runner = make_group_executor(None, executor, address, cpus_per_trial, gpus_per_trial)
     questions = has_questions(folder)
-    first_seed = 0 if questions else 1  # a count of seeds counts from the plan's first seed (0) or from 1
-    result = study(folder, parse_seeds(seeds, first_seed) if seeds else None, out, split, question, set_,
+    result = study(folder, parse_seeds(seeds, base_seed(folder, set_)) if seeds else None, out, split, question, set_,
                    log=console.print, executor=runner)
     if questions:
         console.print(study_markdown(result), highlight=False, markup=False)

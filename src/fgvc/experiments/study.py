@@ -46,7 +46,7 @@ from fgvc.models.strategies import count_parameters, opens_over_epochs, unfreeze
 from fgvc.models.summary import summarize
 
 PLAN_FILE = "questions.yaml"  # a study folder with this file is a questions plan
-CONFIG_SEEDS = (1, 2, 3)  # a folder of configs without --seeds
+DEFAULT_SEED_COUNT = 3  # a folder of configs without --seeds
 DEFAULT_METRICS = ["top1", "f1_macro", "auroc_macro"]
 
 
@@ -54,7 +54,8 @@ def study(folder: Path, seeds: Optional[Sequence[int]] = None, out: Optional[Pat
           questions: Sequence[str] = (), overrides: Sequence[str] = (), log: Log = print,
           executor: Optional[Executor] = None) -> dict:
     """Run the study of ``folder`` (a questions.yaml, else every config in it) into ``out`` (default
-    runs/<folder name>) over ``seeds`` (default: the plan's seeds, or 1, 2, 3 for a folder of configs).
+    runs/<folder name>) over ``seeds`` (default: the plan's seeds, or 3 seeds from :func:`base_seed` for a
+    folder of configs).
     ``questions``: only these questions of a questions.yaml; ``overrides``: key.path=value for every arm."""
     folder = Path(folder)
     out = Path(out or Path("runs") / folder.name)
@@ -65,11 +66,25 @@ def study(folder: Path, seeds: Optional[Sequence[int]] = None, out: Optional[Pat
         return questions_study(folder, seeds, out, split, questions, overrides, log, executor)
     if questions:
         raise FgvcError(f"--question needs a {PLAN_FILE} in {folder}")
-    return configs_study(folder, seeds or CONFIG_SEEDS, out, split, overrides, log, executor)
+    start = base_seed(folder, overrides)
+    return configs_study(folder, seeds or [start + i for i in range(DEFAULT_SEED_COUNT)], out, split, overrides,
+                         log, executor)
 
 
 def has_questions(folder: Path) -> bool:
     return (Path(folder) / PLAN_FILE).is_file()
+
+
+def base_seed(folder: Path, overrides: Sequence[str] = ()) -> int:
+    """Where a count of seeds starts for a study, as for repeat, sweep and search (the config's ``seed``):
+    the plan's first seed (questions.yaml), else the ``seed`` of the folder's first config."""
+    folder = Path(folder)
+    if has_questions(folder):
+        return load_plan(folder).seeds[0]
+    configs = sorted(folder.glob("*.yaml"))
+    if not configs:
+        raise FgvcError(f"a study needs at least two configs in {folder}, found 0")
+    return load_config(configs[0], list(overrides)).seed
 
 
 def profile(cfg: ExperimentConfig, num_classes: int) -> dict:
