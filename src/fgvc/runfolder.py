@@ -76,6 +76,7 @@ class RunFolder:
     LAST = "last"
     WEIGHTS = "model.safetensors"
     PROBE_HEAD = "probe_head.pt"
+    ZERO_SHOT_HEAD = "zero_shot_head.safetensors"  # the zero-shot engine's text head (the tower comes from its weights)
     METRICS = "metrics.json"
     SPLIT_METRICS = "metrics_{split}.json"
     PREDICTIONS = "predictions_{split}.csv"
@@ -151,6 +152,10 @@ class RunFolder:
     @property
     def probe_head_file(self) -> Path:
         return self.checkpoints / self.PROBE_HEAD
+
+    @property
+    def zero_shot_head_file(self) -> Path:
+        return self.checkpoints / self.ZERO_SHOT_HEAD
 
     @property
     def metrics_file(self) -> Path:

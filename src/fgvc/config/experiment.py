@@ -20,6 +20,7 @@ from fgvc.config.optim import LossConfig, OptimConfig, ScheduleConfig
 from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
 from fgvc.config.section import Section
 from fgvc.config.train import ProbeConfig, TrainConfig, reported_metrics
+from fgvc.config.zero_shot import ZeroShotConfig
 from fgvc.registry import ENGINES, METHODS
 
 
@@ -35,6 +36,7 @@ class ExperimentConfig(Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    zero_shot: ZeroShotConfig = Field(default_factory=ZeroShotConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)

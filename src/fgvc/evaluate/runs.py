@@ -19,6 +19,7 @@ from fgvc.errors import CheckpointError, FgvcError
 from fgvc.evaluate.metrics import compute_metrics
 from fgvc.evaluate.predict import predict_probs, write_predictions_csv
 from fgvc.models.assembly import build_network
+from fgvc.models.clip_towers import load_zero_shot
 from fgvc.models.heads import classifier_name
 from fgvc.models.strategies import merge_lora
 from fgvc.runfolder import RunFolder, read_checkpoint
@@ -70,6 +71,9 @@ def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST, weights_file: 
         class_names = load_data(cfg.data).class_names
     if folder.probe_head_file.is_file():  # the probe engine saves its head alone
         return _load_probe(folder, cfg, class_names)
+    if folder.zero_shot_head_file.is_file():  # the zero-shot engine: its text head, the tower rebuilt
+        model, cfg = load_zero_shot(cfg, folder.zero_shot_head_file, len(class_names))
+        return TrainedRun(folder.path, cfg, model, class_names, transforms_for(cfg))
     if checkpoint == RunFolder.BEST and weights_file and folder.weights_file.is_file():
         return TrainedRun(folder.path, cfg, _load_weights_file(folder, cfg, len(class_names)), class_names,
                           transforms_for(cfg))

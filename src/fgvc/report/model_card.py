@@ -11,7 +11,7 @@ from typing import Any, Optional
 from fgvc.config import ExperimentConfig, load_config
 from fgvc.data.transforms import transforms_for
 from fgvc.models.strategies import describe_strategy
-from fgvc.registry import SOURCES
+from fgvc.registry import ENGINES, SOURCES
 from fgvc.runfolder import RunFolder
 
 HEADLINE = ("top1", "f1_macro", "auroc_macro", "ece")
@@ -20,6 +20,10 @@ HEADLINE = ("top1", "f1_macro", "auroc_macro", "ece")
 def loads_in_timm(cfg: ExperimentConfig) -> Optional[str]:
     """None when the run's network is a plain timm model (its own classifier), else why it is not."""
     m = cfg.model
+    if not ENGINES.info(cfg.train.engine).get("timm_model", True):
+        return f"train.engine {cfg.train.engine} builds its own network"
+    if cfg.method.name != "plain":
+        return f"method.name {cfg.method.name} builds fgvc's own modules around the backbone"
     if m.source != "timm":
         return f"model.source is {m.source}"
     if m.head_hidden or m.head_dropout or m.keep_pretrained_head:
@@ -27,6 +31,14 @@ def loads_in_timm(cfg: ExperimentConfig) -> Optional[str]:
     if cfg.probe.head == "mlp" or cfg.probe.pooled_layers:
         return "the probe's head is fgvc's own (probe.head: mlp or pooled layers)"
     return None
+
+
+def network_name(cfg: ExperimentConfig) -> str:
+    """The network as a user would look it up: the config key the engine names it by (``model.name``
+    unless the engine registered another ``model_key``), with the fine-grained method around it."""
+    section, key = ENGINES.info(cfg.train.engine).get("model_key", "model.name").split(".")
+    name = str(getattr(getattr(cfg, section), key))
+    return name if cfg.method.name == "plain" else f"{name} + {cfg.method.name}"
 
 
 def timm_config(cfg: ExperimentConfig, class_names: list[str]) -> dict[str, Any]:
@@ -67,8 +79,8 @@ def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list
     timm_reason = loads_in_timm(cfg)
     front = ["---", "library_name: timm" if timm_reason is None else "library_name: pytorch",
              "pipeline_tag: image-classification", "tags:", "- image-classification", "- fgvc",
-             f"- {m.name}", f"datasets:\n- {d.name}", "metrics:\n- accuracy\n- f1", "---"]
-    recipe = (f"`{m.name}` ({'pretrained' if m.pretrained else 'from scratch'}), engine `{t.engine}`, "
+             f"- {network_name(cfg).split(' + ')[0]}", f"datasets:\n- {d.name}", "metrics:\n- accuracy\n- f1", "---"]
+    recipe = (f"`{network_name(cfg)}` ({'pretrained' if m.pretrained else 'from scratch'}), engine `{t.engine}`, "
               f"strategy `{s.name}` ({describe_strategy(s)})"
               + f", {d.transforms.crop} px, optimizer `{o.name}` lr {o.lr:g} weight decay {o.weight_decay:g}, "
               f"schedule `{cfg.schedule.name}`, loss `{cfg.loss.name}` (class weights {cfg.loss.class_weights}), "

@@ -34,6 +34,9 @@ def test_method_trains_evaluates_predicts_explains_and_exports(method, tiny_over
                   f"method.name={method}", *TINY.get(method, [])]
     result = train(load_config(None, overrides), progress=False)
     assert 0.0 <= result.test["top1"] <= 1.0
+    card = (result.run_dir / "README.md").read_text()  # the model card: fgvc's own network, named with its method
+    assert "library_name: pytorch" in card and f"+ {method}`" in card and "method.name" in card
+    assert not (result.run_dir / "config.json").exists()  # no timm config.json: timm alone cannot load it
 
     run = load_trained(result.run_dir)
     assert type(run.model).__module__.startswith("fgvc.models.methods") or method == "plain"
