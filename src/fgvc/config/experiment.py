@@ -18,7 +18,7 @@ from fgvc.config.method import MethodConfig
 from fgvc.config.model import ModelConfig, StrategyConfig
 from fgvc.config.optim import LossConfig, OptimConfig, ScheduleConfig
 from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
-from fgvc.config.section import Section
+from fgvc.config.section import Section, changed_keys
 from fgvc.config.train import ProbeConfig, TrainConfig, reported_metrics
 from fgvc.config.zero_shot import ZeroShotConfig
 from fgvc.registry import ENGINES, METHODS
@@ -93,7 +93,7 @@ class ExperimentConfig(Section):
             for section in ENGINES.info(other).get("settings", ()) if other != engine else ():
                 default = type(self).model_fields[section].default_factory()
                 if getattr(self, section) != default:
-                    changed = _changed_keys(getattr(self, section), default)
+                    changed = changed_keys(getattr(self, section), default)
                     raise ValueError(f"{', '.join(f'{section}.{k}' for k in changed)}: settings of "
                                      f"train.engine: {other}, which this config does not use (train.engine: "
                                      f"{engine}); remove them (--set {section}={{}} resets the section) or set train.engine: {other}")
@@ -127,6 +127,3 @@ class ExperimentConfig(Section):
         """The resolved config as YAML (paths as strings, tuples as lists)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-
-def _changed_keys(ours: Section, default: Section) -> list[str]:
-    return [k for k in type(ours).model_fields if getattr(ours, k) != getattr(default, k)]

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from fgvc.config.section import Section
+from fgvc.config.section import Section, changed_keys
 from fgvc.registry import METHODS
 
 
@@ -118,7 +118,7 @@ class MethodConfig(Section):
             default = type(self).model_fields[section].default_factory()
             ours = getattr(self, section)
             if ours != default:
-                changed = [k for k in type(ours).model_fields if getattr(ours, k) != getattr(default, k)]
+                changed = changed_keys(ours, default)
                 owners = [n for n in METHODS.names() if METHODS.info(n).get("settings") == section]
                 raise ValueError(f"{', '.join(f'method.{section}.{k}' for k in changed)}: settings of method.name: "
                                  f"{' / '.join(owners) or section}, which this config does not use (method.name: "
