@@ -89,3 +89,22 @@ def test_a_method_trains_its_own_modules_under_a_partial_strategy(tiny_overrides
     trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("backbone") else "")
                  for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"classifier", "projection", "backbone.layer4"}
+
+
+def test_probe_second_order_features_agree_in_onnx_runtime_and_torch(tiny_overrides):
+    """The probe's backbone pass runs in ONNX Runtime on the CPU: projection, covariance and Newton-Schulz
+    export, and give torch's features to float rounding."""
+    from fgvc.data import load_data
+    from fgvc.data.transforms import transforms_for
+    from fgvc.models.assembly import build_network
+    from fgvc.train.feature_cache import extract_features
+
+    cfg = load_config(None, tiny_overrides + ["train.engine=probe", "probe.pooling=[avg, cov]", "probe.projection=12"])
+    torch.manual_seed(0)
+    model, _ = build_network(cfg, 3, pretrained=False)
+    images = load_data(cfg.data).test
+    transform = transforms_for(cfg).eval
+    torch_features = extract_features(model, images, transform, 8, engine="torch")
+    onnx_features = extract_features(model, images, transform, 8, engine="onnx")
+    assert torch_features.shape == (len(images), 12 + 12 * 13 // 2)
+    assert torch.allclose(onnx_features, torch_features, atol=1e-4), float((onnx_features - torch_features).abs().max())
