@@ -108,3 +108,25 @@ def test_probe_second_order_features_agree_in_onnx_runtime_and_torch(tiny_overri
     onnx_features = extract_features(model, images, transform, 8, engine="onnx")
     assert torch_features.shape == (len(images), 12 + 12 * 13 // 2)
     assert torch.allclose(onnx_features, torch_features, atol=1e-4), float((onnx_features - torch_features).abs().max())
+
+
+@pytest.mark.parametrize("method", ["bilinear", "isqrt_cov", "wsdan", "dcl", "nts"])
+def test_a_cnn_method_on_a_vit_is_one_config_error_naming_it(method, tiny_overrides):
+    import timm
+
+    from fgvc.config import MethodConfig
+    from fgvc.registry import METHODS
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=3)
+    settings = {"bilinear": {"high_order": {"dim": 8}}, "isqrt_cov": {"high_order": {"dim": 8}},
+                "wsdan": {"wsdan": {"attentions": 4}}, "nts": {"nts": {"part_size": 16}}}.get(method, {})
+    try:
+        model = METHODS.get(method)(vit, 3, MethodConfig(name=method, **settings))
+    except ConfigError as exc:  # refused while building (a method that probes the map in __init__)
+        message = str(exc)
+    else:
+        with pytest.raises(ConfigError) as caught:
+            model(torch.randn(2, 3, 32, 32))
+        message = str(caught.value)
+    assert message.startswith(f"method.name {method}") and "choose a CNN model.name" in message
+    assert "\n" not in message

@@ -41,6 +41,15 @@ class FineGrainedModel(nn.Module):
         self.pretrained_cfg = getattr(backbone, "pretrained_cfg", {})
         self.default_cfg = self.pretrained_cfg
 
+    def feature_map(self, images: torch.Tensor, purpose: str) -> torch.Tensor:
+        """The backbone's last feature map (B, C, h, w); one ConfigError line for a backbone that returns
+        tokens. ``purpose`` reads after "method.name", e.g. "wsdan computes attention maps"."""
+        maps = self.backbone.forward_features(images)
+        if maps.ndim != 4:
+            raise ConfigError(f"method.name {purpose} on a CNN's feature map; this backbone returns tokens: "
+                              "choose a CNN model.name")
+        return maps
+
     def training_loss(self, images: torch.Tensor, targets: torch.Tensor, criterion: Criterion
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, logits of ``images``) for one training batch; by default the criterion on ``forward``."""

@@ -139,10 +139,7 @@ class Dcl(FineGrainedModel):
 
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(last feature map (B, C, h, w), pooled features (B, D) the classifiers read)."""
-        maps = self.backbone.forward_features(images)
-        if maps.ndim != 4:
-            raise ConfigError("method.name dcl locates regions on a CNN's feature map; this backbone returns "
-                              "tokens: choose a CNN model.name")
+        maps = self.feature_map(images, "dcl locates regions")
         return maps, self.backbone.forward_head(maps, pre_logits=True)
 
     def locate(self, maps: torch.Tensor) -> torch.Tensor:

@@ -37,9 +37,7 @@ class SecondOrderClassifier(FineGrainedModel):
         nn.init.zeros_(self.classifier.bias)
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
-        maps = self.projection(self.backbone.forward_features(images))
-        if maps.ndim != 4:
-            raise ValueError(f"method.name {self.pooling} pools a CNN's feature map; this backbone returns tokens")
+        maps = self.projection(self.feature_map(images, f"{self.pooling} pools"))
         if self.pooling == "bilinear":
             return second_order.bilinear(maps)
         return second_order.isqrt_cov(maps, self.iterations)

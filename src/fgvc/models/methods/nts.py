@@ -155,10 +155,7 @@ class NtsNet(FineGrainedModel):
 
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(last feature map, pooled feature)."""
-        maps = self.backbone.forward_features(images)
-        if maps.ndim != 4:
-            raise ConfigError("method.name nts scores anchors on a CNN's feature map; this backbone returns "
-                              "tokens: choose a CNN model.name")
+        maps = self.feature_map(images, "nts scores anchors")
         return maps, self.backbone.forward_head(maps, pre_logits=True)
 
     def navigate(self, images: torch.Tensor, maps: torch.Tensor, count: int

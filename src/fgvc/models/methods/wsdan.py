@@ -37,7 +37,6 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from fgvc.config import MethodConfig
-from fgvc.errors import ConfigError
 from fgvc.models.methods.base import Criterion, FineGrainedModel, feature_channels
 from fgvc.registry import register_method
 
@@ -152,10 +151,7 @@ class Wsdan(FineGrainedModel):
 
     def attend(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """((B, M*C) feature matrix, (B, M, h, w) attention maps)."""
-        features = self.backbone.forward_features(images)
-        if features.ndim != 4:
-            raise ConfigError("method.name wsdan computes attention maps on a CNN's feature map; this backbone "
-                              "returns tokens: choose a CNN model.name")
+        features = self.feature_map(images, "wsdan computes attention maps")
         attentions = self.attention(features)
         return bilinear_attention_pooling(features, attentions), attentions
 
