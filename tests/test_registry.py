@@ -25,7 +25,7 @@ def test_register_check_and_suggest():
 def test_every_builtin_is_registered_and_the_config_accepts_exactly_those():
     assert SOURCES.names() and set(SOURCES.names()) >= {"elpv", "cub200", "image_folder", "kaggle_csv"}
     assert set(STRATEGIES.names()) == {"full", "linear", "partial", "attention", "lora", "gradual"}
-    assert set(ENGINES.names()) == {"lightning", "pipeline", "probe", "zero_shot"}
+    assert set(ENGINES.names()) == {"lightning", "pipeline", "probe", "tip_adapter", "zero_shot"}
     assert set(POOLINGS.names()) == {"avg", "max", "bilinear", "cov"}
     assert set(METHODS.names()) >= {"plain", "bilinear", "isqrt_cov"}
     for key, registry in CONFIG_CHOICES.items():

@@ -8,7 +8,10 @@ RUN_DIR/               one run (RunFolder)
   classes.json         class names, in label order
   history.csv          one row per epoch; learning_curves.png
   checkpoints/         best.ckpt, last.ckpt (Lightning), model.safetensors (plain weights, LoRA merged),
-                       probe_head.pt (feature probe: the head alone)
+                       probe_head.pt (feature probe: the head alone), zero_shot_head.safetensors,
+                       tip_adapter.safetensors (CLIP engines: head and cache; the tower from its weights)
+  train_images.txt     the training images a data.limit_per_class draw kept (k-shot), one a line
+  unreadable_images.txt   image files data.skip_unreadable left out: split, path, reason (tab-separated)
   metrics.json         val and test metrics, parameter counts, weights report, timings
   metrics_<split>.json, predictions_<split>.csv, confusion_matrix.png, reliability.png, report.html
   README.md, config.json   the model card and timm's hub config
@@ -30,11 +33,13 @@ import datetime as _dt
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from fgvc.errors import CheckpointError, FgvcError
+from fgvc.locks import file_lock, lock_beside, write_atomically
 from fgvc.trust import load_checkpoint_file
 
 # The prediction CSV: fixed columns, then one probability column per class (``p_<class name>``).
@@ -77,8 +82,12 @@ class RunFolder:
     WEIGHTS = "model.safetensors"
     PROBE_HEAD = "probe_head.pt"
     ZERO_SHOT_HEAD = "zero_shot_head.safetensors"  # the zero-shot engine's text head (the tower comes from its weights)
+    TIP_ADAPTER = "tip_adapter.safetensors"  # the tip_adapter engine's text head and cache (the tower: as above)
+    TRAIN_IMAGES = "train_images.txt"  # the images a data.limit_per_class draw kept
+    UNREADABLE = "unreadable_images.txt"  # the files data.skip_unreadable left out
     METRICS = "metrics.json"
     SPLIT_METRICS = "metrics_{split}.json"
+    PREDICTED_WITH = "predicted_with"  # in metrics_<split>.json: the checkpoint and TTA of predictions_<split>.csv
     PREDICTIONS = "predictions_{split}.csv"
     CONFUSION = "confusion_matrix.png"
     RELIABILITY = "reliability.png"
@@ -156,6 +165,18 @@ class RunFolder:
     @property
     def zero_shot_head_file(self) -> Path:
         return self.checkpoints / self.ZERO_SHOT_HEAD
+
+    @property
+    def tip_adapter_file(self) -> Path:
+        return self.checkpoints / self.TIP_ADAPTER
+
+    @property
+    def train_images_file(self) -> Path:
+        return self.path / self.TRAIN_IMAGES
+
+    @property
+    def unreadable_file(self) -> Path:
+        return self.path / self.UNREADABLE
 
     @property
     def metrics_file(self) -> Path:
@@ -247,15 +268,20 @@ class RunFolder:
         return self.path / self.STATUS
 
     # -- making one ---------------------------------------------------------------------------
-    @classmethod
-    def claim(cls, base: Path | str) -> "RunFolder":
-        """A new run folder: ``base``, or ``base-2``, ``base-3``... The claim is an exclusive create of
-        ``run.json`` inside it, so processes started together always get distinct folders."""
-        base = Path(base)
-        n = 1
+    @staticmethod
+    def candidates(base: Path | str) -> Iterator[Path]:
+        """``base``, ``base-2``, ``base-3``...: where :meth:`claim` looks, in order."""
+        base, n = Path(base), 1
         while True:
-            candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            yield base if n == 1 else base.with_name(f"{base.name}-{n}")
             n += 1
+
+    @classmethod
+    def claim(cls, base: Path | str, launch: Optional[str] = None) -> "RunFolder":
+        """A new run folder: ``base``, or ``base-2``, ``base-3``... The claim is an exclusive create of
+        ``run.json`` inside it, so processes started together always get distinct folders. ``launch``:
+        the id of a cluster launch whose other ranks look for this folder (:func:`claim_or_join`)."""
+        for candidate in cls.candidates(base):
             if (candidate / cls.CONFIG).exists():  # a run from before run.json existed
                 continue
             try:
@@ -266,8 +292,11 @@ class RunFolder:
             except OSError as exc:
                 raise RunFolderError(f"cannot make the run folder {candidate}: {exc.strerror or exc}; set output.dir "
                                      "to a folder you can write to") from None
+            record = _status_record("claimed")
+            if launch:
+                record["launch"] = {"id": launch, "at": time.time()}
             with os.fdopen(fd, "w") as handle:
-                json.dump(_status_record("claimed"), handle, indent=1)
+                json.dump(record, handle, indent=1)
             return cls(candidate)
 
     @staticmethod
@@ -299,9 +328,7 @@ class RunFolder:
             record["reason"] = reason
         record.update(extra)
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.status_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, self.status_file)
+        write_atomically(self.status_file, json.dumps(record, indent=1))
 
     def status(self) -> dict[str, Any]:
         """run.json as a dict ({} for a folder without one)."""
@@ -347,6 +374,14 @@ class RunFolder:
         finally:
             handle.close()
 
+    @contextlib.contextmanager
+    def reserved(self, on_wait: Callable[[Optional[int]], None] = lambda pid: None) -> Iterator[None]:
+        """Hold this folder's reservation (a lock beside it) while deciding what to do with it and
+        doing it: a second process waits (``on_wait(pid)`` is called once) and then finds what the
+        first left, instead of deleting or training a folder the first is working in."""
+        with file_lock(lock_beside(self.path), on_wait):  # beside it: deleting the folder keeps the lock
+            yield
+
     # -- readers ------------------------------------------------------------------------------
     def require(self) -> "RunFolder":
         """This folder, or a clear error when it is no run folder."""
@@ -364,6 +399,16 @@ class RunFolder:
             raise RunFolderError(f"{self.path} has no {self.METRICS}; the run has not finished (train or resume it)")
         return json.loads(self.metrics_file.read_text())
 
+    def write_train_images(self, keys: list[str]) -> Path:
+        """train_images.txt: the training images a data.limit_per_class draw kept, one a line."""
+        self.train_images_file.write_text("".join(f"{key}\n" for key in keys))
+        return self.train_images_file
+
+    def write_unreadable(self, rows: list[tuple[str, str, str]]) -> Path:
+        """unreadable_images.txt: (split, image, reason) of each file data.skip_unreadable left out."""
+        self.unreadable_file.write_text("split\timage\treason\n" + "".join(f"{s}\t{i}\t{r}\n" for s, i, r in rows))
+        return self.unreadable_file
+
     def write_metrics(self, metrics: dict[str, Any], split: Optional[str] = None) -> Path:
         path = self.split_metrics_file(split) if split else self.metrics_file
         path.write_text(json.dumps(metrics, indent=2))
@@ -380,6 +425,14 @@ class RunFolder:
             return [Prediction(r["image"], int(r["target"]), r["target_name"], int(r["predicted"]),
                                r["predicted_name"], float(r["confidence"]),
                                tuple(float(r[c]) for c in prob_columns)) for r in reader]
+
+    def predicted_with(self, split: str) -> dict[str, Any]:
+        """The checkpoint and TTA views predictions_<split>.csv was made with ({} when not recorded)."""
+        try:
+            record = json.loads(self.split_metrics_file(split).read_text()).get(self.PREDICTED_WITH)
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return record if isinstance(record, dict) else {}
 
     def history(self) -> list[dict[str, str]]:
         if not self.history_file.is_file():

@@ -156,7 +156,7 @@ def test_train_refuses_csv_ids_listed_with_two_labels_unless_allowed(tmp_path):
         f"error: {root / 'labels.csv'}: 1 id listed with different labels: '{first_id}' (beagle on line 2, "
         "pug on line 11); keep one label per id, or set data.allow_duplicate_ids: true to train on every row "
         "as listed")]
-    assert not (tmp_path / "runs" / "exp").exists()  # refused before a run folder is claimed
+    assert not (tmp_path / "runs" / "exp" / "run.json").exists()  # no run claimed (verify wrote its report there)  # refused before a run folder is claimed
 
     cfg = load_config(config, ["data.allow_duplicate_ids=true"])  # accepted knowingly
     assert len(load_data(cfg.data).train) == 10
@@ -179,11 +179,14 @@ def test_a_decompression_bomb_is_one_line_in_verify_and_in_train(tmp_path, bomb)
                           tmp_path / "runs", workers=2)  # raised in a DataLoader worker, as by default
     verify = runner.invoke(app, ["data", "verify", str(config)], env={"COLUMNS": "1000"})
     assert verify.exit_code == 0, verify.output
-    assert squeezed(f"{root / 'red' / 'bomb.png'}: {bomb_line(root / 'red' / 'bomb.png')}") in squeezed(verify.output)
+    reason = bomb_line(root / 'red' / 'bomb.png').split(".png: ", 1)[1]  # verify names the file once, then why
+    assert squeezed(f"{root / 'red' / 'bomb.png'}: {reason}") in squeezed(verify.output)
     result = run_fgvc("train", config, "--no-progress", cwd=tmp_path)
     assert result.returncode == 2
-    assert error_lines(result.stderr) == [
-        f"error: {bomb_line(root / 'red' / 'bomb.png')}. Run `fgvc data verify CONFIG` to list every unreadable file."]
+    assert error_lines(result.stderr) == [  # found before training starts
+        f"error: 1 unreadable image (train 1): {root / 'red' / 'bomb.png'}: {reason}. Replace or remove it, or set "
+        "data.skip_unreadable: true to leave them out; `fgvc data verify CONFIG` lists every one"]
+    assert not (tmp_path / "runs" / "exp" / "run.json").exists()  # no run claimed (verify wrote its report there)
 
 
 def test_the_app_names_an_uploaded_bomb_and_its_size(tmp_path, bomb, colour_data):

@@ -91,3 +91,24 @@ def test_cli_data_show_writes_png_grid(tmp_path):
     assert result.exit_code == 0, result.output
     with Image.open(out) as grid:
         assert grid.size == (1760, 240)  # 8 columns x 1 row at 2.2 x 2.4 inches, 100 dpi
+
+
+def test_unreadable_files_are_named_with_a_reason_not_a_python_repr(tmp_path):
+    import pytest
+
+    from fgvc.data.images import decode_image
+    from fgvc.errors import DataError
+
+    make_image_folder(tmp_path / "train", per_class=2)
+    (tmp_path / "train" / "cat" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "train" / "dog" / "page.jpg").write_text("<!DOCTYPE html>\n<html><body>Forbidden</body></html>")
+    (tmp_path / "train" / "fox" / "notes.png").write_text("hello")
+    splits = load_data(DataConfig(name="image_folder", root=tmp_path / "train", val_fraction=0))
+    bad = {item.image.rsplit("/", 1)[1]: item.error for item in verify_splits(splits, workers=1).unreadable}
+    assert bad == {"empty.jpg": "empty file (0 bytes)",
+                   "page.jpg": "an HTML page, not an image (51 bytes; a failed download?)",
+                   "notes.png": "a text file, not an image (5 bytes)"}
+    with pytest.raises(DataError) as error:  # what a training batch meets
+        decode_image(b"", "cat/empty.jpg")
+    assert str(error.value).startswith("cannot read image cat/empty.jpg: empty file (0 bytes). Run `fgvc data verify")
+    assert " object at 0x" not in str(error.value)

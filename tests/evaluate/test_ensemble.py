@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from fgvc.cli import app
 from fgvc.config import load_config
+from fgvc.errors import FgvcError
 from fgvc.evaluate.diversity import diversity
 from fgvc.evaluate.ensemble import ensemble_runs
 from fgvc.evaluate.runs import evaluate_split, load_trained
@@ -85,3 +86,31 @@ def test_d4_views_are_the_eight_symmetries():
     assert len(views) == 8 and len({tuple(v.flatten().tolist()) for v in views}) == 8
     assert torch.equal(views[0], batch) and torch.equal(views[4], batch.flip(-1))
     assert len(tta_views(batch, ["flip"])) == 2 and len(tta_views(batch, [])) == 1
+
+
+def test_ensemble_reads_saved_predictions_and_builds_no_model(two_runs, monkeypatch, tmp_path):
+    import shutil
+
+    import fgvc.evaluate.ensemble as ensemble
+
+    a, b = two_runs
+    real = ensemble.saved_logits
+    monkeypatch.setattr(ensemble, "saved_logits", lambda *args: None)  # every member predicted again
+    predicted = {combine: ensemble_runs([a.run_dir, b.run_dir], combine=combine) for combine in ("probs", "logits")}
+    monkeypatch.setattr(ensemble, "saved_logits", real)
+    for run in (a, b):  # no checkpoint, no weights: no model can be built
+        shutil.move(run.run_dir / "checkpoints", tmp_path / f"{run.run_dir.name}-checkpoints")
+    saved = {"probs": ensemble_runs([a.run_dir, b.run_dir], combine="probs")}
+    assert [m["predictions"] for m in saved["probs"]["members"]] == ["saved", "saved"]
+    with pytest.raises(FgvcError, match="no checkpoint"):  # other views than the saved ones: predicted again
+        ensemble_runs([a.run_dir, b.run_dir], tta=["flip"])
+    for run in (a, b):
+        shutil.move(tmp_path / f"{run.run_dir.name}-checkpoints", run.run_dir / "checkpoints")
+    # log-probabilities averaged: saved, unless a probability underflowed to 0 (then predicted again)
+    saved["logits"] = ensemble_runs([a.run_dir, b.run_dir], combine="logits")
+    for combine in ("probs", "logits"):
+        for key in ("top1", "f1_macro", "recall_macro"):
+            assert saved[combine]["ensemble"][key] == predicted[combine]["ensemble"][key]
+        assert saved[combine]["ensemble"]["ece"] == pytest.approx(predicted[combine]["ensemble"]["ece"], abs=1e-5)
+        assert saved[combine]["ensemble"]["confusion_matrix"] == predicted[combine]["ensemble"]["confusion_matrix"]
+        assert saved[combine]["members_mean"]["top1"] == predicted[combine]["members_mean"]["top1"]

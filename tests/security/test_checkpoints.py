@@ -108,7 +108,8 @@ def test_every_command_that_reads_a_run_refuses_the_planted_checkpoint_and_runs_
             "export onnx": (["export", run, "--format", "onnx", "--out", str(tmp_path / "onnx")], best),
             "export torchscript": (["export", run, "--format", "torchscript", "--out", str(tmp_path / "ts")], best),
             "explain": (["explain", run, str(image), "--out", str(tmp_path / "explain")], best),
-            "ensemble": (["ensemble", run, str(genuine), "--out", str(tmp_path / "ensemble")], best),
+            # other test-time views than the saved predictions': the model is loaded (else the CSVs are read)
+            "ensemble": (["ensemble", run, str(genuine), "--tta", "flip", "--out", str(tmp_path / "ensemble")], best),
             "push --local-dir": (["push", run, "--local-dir", str(tmp_path / "hub")], best),
             "synthetic filter": (["synthetic", "filter", run, str(tmp_path), "--out", str(tmp_path / "kept")], best),
             "train --resume": (["train", "--resume", run, "--no-progress"], last),
@@ -169,7 +170,9 @@ def test_the_weights_file_is_what_the_best_weights_are_read_from(genuine, tmp_pa
     folder = plant(copy_run(genuine, tmp_path / "run"), marker, keep_weights_file=True)
     result = runner.invoke(app, ["eval", str(folder.path)])
     assert result.exit_code == 0, result.output
-    assert json.loads(folder.split_metrics_file("test").read_text()) == folder.metrics()["test"]
+    evaluated = json.loads(folder.split_metrics_file("test").read_text())
+    assert evaluated.pop(RunFolder.PREDICTED_WITH) == {"checkpoint": "best", "tta": []}
+    assert evaluated == folder.metrics()["test"]
     assert_refused(runner.invoke(app, ["eval", str(folder.path), "--checkpoint", "last"]), folder.last_checkpoint,
                    marker)
     folder.weights_file.write_bytes(folder.weights_file.read_bytes()[:100])  # a damaged weights file is named

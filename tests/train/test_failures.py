@@ -114,7 +114,8 @@ def test_eval_predict_explain_ensemble_on_a_corrupt_checkpoint(finished_run, col
         "eval": ["eval", str(finished_run)],
         "predict": ["predict", str(finished_run), str(colour_data / "test" / "red"), "--out", str(finished_run / "s.csv")],
         "explain": ["explain", str(finished_run), str(colour_data / "test" / "red")],
-        "ensemble": ["ensemble", str(finished_run), str(finished_run)],
+        # other test-time views than the saved predictions': the model is loaded (else they are read)
+        "ensemble": ["ensemble", str(finished_run), str(finished_run), "--tta", "flip"],
     }
     for name, args in commands.items():
         result = runner.invoke(app, args)
@@ -137,11 +138,28 @@ def test_bad_model_or_weights_fail_before_a_folder_is_claimed(tiny_overrides, tm
     assert good.run_dir.name == "run"  # not pushed to run-2 by the failures
 
 
+def jpeg_damaged_inside() -> bytes:
+    """A JPEG whose entropy data is broken in the middle, its header and end marker intact: PIL opens
+    and verifies it, and fails only when it decodes it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 24, 3), np.uint8)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"\xff\xda") + 14  # after the start-of-scan header
+    half = (len(data) - 2 - start) // 2
+    data[start + half: start + half + half // 2 * 2] = b"\xff" * (half // 2 * 2)
+    return bytes(data)
+
+
 def test_a_run_that_fails_later_records_why(tiny_overrides, colour_data, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(colour_data, data)
     victim = sorted((data / "train" / "red").iterdir())[0]
-    victim.write_bytes(b"not an image")
+    victim.write_bytes(jpeg_damaged_inside())  # what the check before training lets through (data/readable.py)
     cfg = load_config(None, [o.replace(str(colour_data), str(data)) for o in tiny_overrides])
     with pytest.raises(FgvcError, match="cannot read image"):
         train(cfg, progress=False)

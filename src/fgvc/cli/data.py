@@ -54,6 +54,7 @@ def data_verify(
 ) -> None:
     """Counts per class and split, image sizes, unreadable files, duplicates across splits."""
     from fgvc.data import load_data
+    from fgvc.data.readable import remember_verified
     from fgvc.data.verify import verify_splits
 
     cfg = load_config(config, set_)
@@ -64,6 +65,7 @@ def data_verify(
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task(cfg.data.name, total=total)
         report = verify_splits(splits, workers=max(1, cfg.data.num_workers), progress=lambda _s, n: bar.advance(task, n))
+    remember_verified(splits, report, cfg.data.cache_dir)  # training's readability check reuses this pass
     _print_verify(report, cfg.data.name)
     out = out or RunFolder(cfg.run_dir).data_verify_file
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +133,34 @@ def _print_verify(report, name: str) -> None:
             console.print(f"  {link}", highlight=False)
     if report.ok:
         console.print("[green]no unreadable files, no duplicates across splits, no label conflicts[/]")
+
+
+@data_app.command("pack")
+@friendly_errors
+def data_pack(
+    config: Path = ConfigArg,
+    set_: List[str] = SetOption,
+    out: Path = typer.Option(..., "--out", help="folder to write the shards to (copy it to a server or bucket after)"),
+    format_: str = typer.Option("litdata", "--format", help="litdata (what data.name: shards reads) or webdataset "
+                                                             "(tars for timm and the Hugging Face Hub)"),
+) -> None:
+    """Pack the config's train / val / test (and unlabelled) splits into shards; re-run to resume a killed pack."""
+    from fgvc.data.shards.pack import pack_data
+
+    cfg = load_config(config, set_)
+    with Progress(TextColumn("packing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        tasks: dict = {}
+
+        def advance(split: str, done: int, total: int) -> None:
+            if split not in tasks:
+                tasks[split] = bar.add_task(split, total=total)
+            bar.update(tasks[split], completed=done)
+
+        manifest = pack_data(cfg.data, out, format_, progress=advance)
+    counts = ", ".join(f"{split} {count}" for split, count in manifest.splits.items())
+    console.print(f"{manifest.format} shards of {manifest.source} in {out}: {counts} "
+                  f"({len(manifest.classes)} classes, fingerprint {manifest.fingerprint})")
 
 
 @data_app.command("show")

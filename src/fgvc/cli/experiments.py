@@ -1,4 +1,4 @@
-"""fgvc commands: repeat, crossval, compare, sweep, ensemble, report."""
+"""fgvc commands: repeat, crossval, compare, sweep, ensemble, report, study, search, wise-ft."""
 
 from __future__ import annotations
 
@@ -160,6 +160,12 @@ def ensemble_command(
     for key, value in result["members_mean"].items():
         table.add_row(key, f"{value:.4f}", f"{result['ensemble'][key]:.4f}")
     console.print(table)
+    saved = sum(m.get("predictions") == "saved" for m in result["members"])
+    if saved:
+        from fgvc.runfolder import RunFolder
+
+        console.print(f"{saved} of {len(runs)} runs read from their {RunFolder.PREDICTIONS.format(split=split)} (best checkpoint, the same "
+                      "test-time views); the others predicted again", highlight=False)
     d = result["diversity"]
     if d["pairs"]:
         correlation = f"{d['error_correlation']:.3f}" if d["error_correlation"] is not None else "undefined"
@@ -169,11 +175,38 @@ def ensemble_command(
 
 @app.command("report")
 @friendly_errors
-def report_command(path: Path = typer.Argument(..., help="a run folder or a run group folder")) -> None:
-    """(Re)build the self-contained report.html of a run or a group."""
-    from fgvc.report.build import build_report
+def report_command(
+    paths: List[Path] = typer.Argument(..., help="a run, group, study, sweep, search or ensemble folder; with "
+                                                 "--format latex several groups are a compare (each vs the first)"),
+    format_: str = typer.Option("html", "--format", help="html (report.html) or latex (tables, figures, a paper)"),
+    ci_brackets: bool = typer.Option(False, help="latex: print the CI by its bounds (low, high) instead of +- half its width"),
+    out: Optional[Path] = typer.Option(None, help="latex: folder for tables/ and figures/ (default PATH/latex, "
+                                                  "or --paper)"),
+    paper: Optional[Path] = typer.Option(None, help="latex: also write a compilable paper, PAPER/main.tex"),
+    split: str = typer.Option("test", help="latex: the split the tables and figures show"),
+) -> None:
+    """(Re)build report.html of a run or a group, or export LaTeX tables, PDF figures and a paper."""
+    if format_ not in ("html", "latex"):
+        raise FgvcError(f"--format {format_!r}: choose html or latex")
+    if format_ == "html":
+        if len(paths) > 1 or ci_brackets or out or paper:
+            raise FgvcError("--format html takes one folder and no --ci-brackets, --out or --paper; "
+                            "add --format latex for those")
+        from fgvc.report.build import build_report
 
-    console.print(f"wrote {build_report(path)}")
+        console.print(f"wrote {build_report(paths[0])}")
+        return
+    from fgvc.report.paper import export_latex
+
+    if len(paths) > 1:
+        from fgvc.experiments.compare import require_same_task
+
+        require_same_task(paths[0], paths[1:])
+    export = export_latex(paths, out, ci_brackets, paper, split)
+    console.print(f"wrote {len(export.tables)} tables and {len(export.figures)} figures to {export.out}", highlight=False)
+    if export.paper:
+        console.print(f"paper: {export.paper} (cd {export.paper.parent} && pdflatex {export.paper.name})",
+                      highlight=False)
 
 
 @app.command("study")
@@ -253,3 +286,21 @@ def search_command(
                     log=console.print, split=split)
     console.print(record["confirmation"]["verdict"], highlight=False)
     console.print(f"search folder: {record['folder']} (best.yaml, report.html)")
+
+
+@app.command("wise-ft")
+@friendly_errors
+def wise_ft_command(
+    run: Path = typer.Argument(..., help="a finished fine-tune of a CLIP tower with model.head_init: zero_shot"),
+    alphas: str = typer.Option("0:1:0.1", help="mixing weights to try on val: 0,0.5,1 or start:stop:step; "
+                                               "0 = the zero-shot model, 1 = the fine-tune"),
+) -> None:
+    """WiSE-FT: average the zero-shot and the fine-tuned weights, alpha chosen on val; a new run folder."""
+    from fgvc.experiments.wise_ft import wise_ft
+    from fgvc.models.wise_ft import parse_alphas
+
+    result = wise_ft(run, parse_alphas(alphas), progress=True)
+    console.print(f"alpha {result.metrics['wise_ft']['alpha']:g} chosen on val", highlight=False)
+    if result.test:
+        _print_metrics("test", result.test)
+    console.print(f"run folder: {result.run_dir}", highlight=False)

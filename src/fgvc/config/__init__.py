@@ -13,6 +13,7 @@ from fgvc.config.model import ModelConfig, StrategyConfig
 from fgvc.config.optim import LossConfig, OptimConfig, ScheduleConfig
 from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
 from fgvc.config.section import Section
+from fgvc.config.tip_adapter import TipAdapterConfig
 from fgvc.config.train import PipelineConfig, ProbeConfig, TrainConfig
 from fgvc.config.zero_shot import ZeroShotConfig
 
@@ -20,6 +21,6 @@ __all__ = [
     "AUTO_AUGMENT_ALIASES", "CsvConfig", "DataConfig", "DiffusionConfig", "EvalConfig", "ExecutorConfig",
     "ExperimentConfig", "GanConfig", "LossConfig", "MethodConfig", "MixupConfig", "ModelConfig", "OptimConfig", "OutputConfig",
     "PipelineConfig", "ProbeConfig", "ScheduleConfig", "Section", "StableDiffusionConfig", "StrategyConfig",
-    "SyntheticConfig", "TrainConfig", "TransformConfig", "ZeroShotConfig", "apply_overrides", "load_config",
+    "SyntheticConfig", "TipAdapterConfig", "TrainConfig", "TransformConfig", "ZeroShotConfig", "apply_overrides", "load_config",
     "parse_override", "read_yaml", "validate_config",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from fgvc.config.section import Section
 from fgvc.registry import SOURCES
@@ -17,6 +17,16 @@ AUTO_AUGMENT_ALIASES = {
     "autoaugment": "original",
     "trivialaugment": "trivialaugment",
 }
+
+
+def disk_bytes(size: str) -> Optional[int]:
+    """Bytes in a size written like 500MB, 2GB or 1.5TB (powers of 1000, as LitData reads them); None if not one."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)\s*", str(size), re.IGNORECASE)
+    if not match:
+        return None
+    return int(float(match[1]) * 1000 ** ("B", "KB", "MB", "GB", "TB").index(match[2].upper()))
 
 
 class CsvConfig(Section):
@@ -144,13 +154,20 @@ class DataConfig(Section):
     follow_links: bool = Field(False,
         description="image_folder: follow folder links that lead outside data.root (false: list no linked "
                     "folders); a link back into the tree (red/up -> ..) is never followed; data verify names them")
+    skip_unreadable: bool = Field(False,
+        description="leave out image files that cannot be read (listed in the run folder's unreadable_images.txt) "
+                    "instead of stopping before training starts; every split is checked before any work")
     val_fraction: float = Field(0.1, ge=0, lt=1,
         description="fraction of the training split held out, stratified, for validation (0: none)")
     split_seed: int = Field(0, description="seed of the train/val split, kept apart from the training seed")
     test_split_seed: Optional[int] = Field(
         None, description="elpv: draw the 25% test split with this seed (split-to-split variance); null: the fixed split"
     )
-    limit_per_class: Optional[int] = Field(None, gt=0, description="keep at most N training images per class")
+    limit_per_class: Optional[int] = Field(None, gt=0, description="keep at most N training images per class "
+                                                                   "(k-shot: 1, 2, 4, 8, 16)")
+    limit_seed: Optional[int] = Field(
+        None, description="seed of the limit_per_class draw; null: the run's seed, so `fgvc repeat` over seeds draws "
+                          "other k-shot images each time (a data section alone: split_seed)")
     folds: Optional[int] = Field(None, ge=2, description="k-fold: split the training part into this many folds")
     fold: Optional[int] = Field(None, ge=0, description="k-fold: which fold is the val split (0-based)")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes that decode and augment images")
@@ -158,6 +175,8 @@ class DataConfig(Section):
         description="training: workers send uint8 images, normalised (and randomly erased) where the model runs")
     cache_dir: Path = Field(Path("~/.cache/fgvc"),
         description="where prepared data is kept: Fashion-MNIST, cached features, decoded images")
+    cache_limit: Optional[str] = Field(None,
+        description="shards: most local disk the shard cache may use, e.g. 2GB (null: LitData's default)")
     decoded_cache: bool = Field(False,
         description="training: decode and resize each image once into a memory-mapped uint8 store under "
                     "cache_dir; crops and flips are cut from it every epoch")
@@ -169,11 +188,25 @@ class DataConfig(Section):
     mixup: MixupConfig = Field(default_factory=MixupConfig,
         description="mixup / CutMix on training batches (timm's Mixup)")
     synthetic: Optional[SyntheticConfig] = Field(None, description="generated images added to train only")
+    # the run's seed, set by the experiment config (never written: a repeat's member sets its own)
+    _run_seed: Optional[int] = PrivateAttr(None)
+
+    @property
+    def limit_draw_seed(self) -> int:
+        """The seed the limit_per_class images are drawn with: limit_seed, else the run's seed, else split_seed."""
+        return next(s for s in (self.limit_seed, self._run_seed, self.split_seed) if s is not None)
 
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
         return SOURCES.check(name)
+
+    @field_validator("cache_limit")
+    @classmethod
+    def _cache_limit_size(cls, limit: Optional[str]) -> Optional[str]:
+        if limit is not None and disk_bytes(limit) is None:
+            raise ValueError(f"cache_limit {limit!r} is not a size; write it like 500MB or 2GB")
+        return limit
 
     @field_validator("label")
     @classmethod

@@ -19,6 +19,7 @@ from fgvc.config.model import ModelConfig, StrategyConfig
 from fgvc.config.optim import LossConfig, OptimConfig, ScheduleConfig
 from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
 from fgvc.config.section import Section, changed_keys
+from fgvc.config.tip_adapter import TipAdapterConfig
 from fgvc.config.train import ProbeConfig, TrainConfig, reported_metrics
 from fgvc.config.zero_shot import ZeroShotConfig
 from fgvc.registry import ENGINES, METHODS
@@ -37,6 +38,7 @@ class ExperimentConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     zero_shot: ZeroShotConfig = Field(default_factory=ZeroShotConfig)
+    tip_adapter: TipAdapterConfig = Field(default_factory=TipAdapterConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
@@ -56,6 +58,11 @@ class ExperimentConfig(Section):
             if default and isinstance(strategy, dict) and "name" not in strategy:
                 strategy["name"] = default
         return raw
+
+    @model_validator(mode="after")
+    def _run_seed_to_data(self) -> "ExperimentConfig":
+        self.data._run_seed = self.seed  # the k-shot draw (data.limit_per_class) follows the run's seed
+        return self
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> "ExperimentConfig":
@@ -81,7 +88,8 @@ class ExperimentConfig(Section):
         size, crop = self.model.img_size, self.data.transforms.crop
         if size is not None and size != crop:
             raise ValueError(f"model.img_size ({size}) differs from data.transforms.crop ({crop}): the network is "
-                             f"built for {size} px inputs and is fed {crop} px crops; set both to the same size")
+                             f"built for {size} px inputs and is fed {crop} px crops; remove model.img_size (the network is then "
+                             "built at the crop size) or set both to the same size")
         return self
 
     @model_validator(mode="after")
@@ -89,8 +97,13 @@ class ExperimentConfig(Section):
         """Settings that only another engine reads are refused (they would be ignored), then the engine
         checks what it cannot combine with."""
         engine = self.train.engine
+        used = {*ENGINES.info(engine).get("settings", ()), *ENGINES.info(engine).get("reads", ())}
+        if self.model.head_init == "zero_shot":  # a fine-tune's head made by the zero_shot section's text tower
+            used.add("zero_shot")
         for other in ENGINES.names():
             for section in ENGINES.info(other).get("settings", ()) if other != engine else ():
+                if section in used:  # another engine's section that this one reads too (zero_shot's tower)
+                    continue
                 default = type(self).model_fields[section].default_factory()
                 if getattr(self, section) != default:
                     changed = changed_keys(getattr(self, section), default)
@@ -110,6 +123,13 @@ class ExperimentConfig(Section):
                     if engine == "probe" else "")
             raise ValueError(f"method.name: {method} trains with train.engine: lightning; this config uses "
                              f"train.engine: {engine}{hint}; set method.name: plain or train.engine: lightning")
+        head_init = self.model.head_init
+        if head_init != "random" and not ENGINES.info(engine).get("head_init"):
+            raise ValueError(f"model.head_init: {head_init} starts the head of a network train.engine: {engine} does "
+                             "not build that way; use train.engine: lightning or model.head_init: random")
+        if head_init != "random" and method != "plain":
+            raise ValueError(f"model.head_init: {head_init} starts the plain classifier, which method.name: {method} "
+                             "replaces; use one of them")
         if self.data.mixup.enabled and not METHODS.info(method).get("mixup", True):
             raise ValueError(f"method.name: {method} needs each image's own label, which data.mixup blends; "
                              "turn mixup off (data.mixup.prob: 0) or use another method")

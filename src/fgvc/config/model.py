@@ -29,7 +29,7 @@ class ModelConfig(Section):
     hub_kwargs: dict[str, Any] = Field(default_factory=dict,
         description="torch_hub: extra keyword arguments for the entry point")
     hub_replace_head: bool = Field(True, description="torch_hub: replace the last Linear with a new head")
-    img_size: Optional[int] = Field(None, gt=0, description="input size for models that fix it (ViT); null: default")
+    img_size: Optional[int] = Field(None, gt=0, description="input size for models that fix it (ViT, Swin); null: data.transforms.crop")
     head_hidden: list[int] = Field(default_factory=list, description="MLP head hidden sizes, e.g. [256]")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the new classifier head")
     keep_pretrained_head: bool = Field(False, description="keep the 1000-class head and put the new head on top")
@@ -38,6 +38,13 @@ class ModelConfig(Section):
     drop_path_rate: float = Field(0.0, ge=0, lt=1,
         description="stochastic depth: probability of skipping a residual block in training")
     attn_drop_rate: float = Field(0.0, ge=0, lt=1, description="ViT: dropout on the attention weights")
+    head_init: Literal["random", "source_classes", "zero_shot"] = Field("random",
+        description="where the new head starts: random (small init); source_classes (rows of the pretrained "
+                    "classifier for target classes it knows: ImageNet names, WordNet ids, model.head_map); zero_shot "
+                    "(a timm CLIP tower, e.g. vit_base_patch16_clip_224.openai, with the zero_shot section's text head)")
+    head_map: Optional[str] = Field(None,
+        description="head_init source_classes: YAML or CSV file, target class -> source class name, WordNet id "
+                    "or index (null: leave that class out)")
 
     @model_validator(mode="after")
     def _file_needs_pretrained(self) -> "ModelConfig":
@@ -46,6 +53,14 @@ class ModelConfig(Section):
                 f"model.pretrained_file is set ({self.pretrained_file}) but model.pretrained is false, so the file "
                 "would be ignored; set model.pretrained: true to load it, or remove model.pretrained_file"
             )
+        if self.head_init != "random" and not self.pretrained:
+            raise ValueError(f"model.head_init: {self.head_init} starts the head from pretrained weights, but "
+                             "model.pretrained is false; set model.pretrained: true or model.head_init: random")
+        if self.head_init != "random" and (self.head_hidden or self.keep_pretrained_head or self.source != "timm"):
+            raise ValueError(f"model.head_init: {self.head_init} needs a timm model with one Linear head (no "
+                             "model.head_hidden, no model.keep_pretrained_head)")
+        if self.head_map and self.head_init != "source_classes":
+            raise ValueError("model.head_map is read only by model.head_init: source_classes; set that or remove it")
         return self
 
 

@@ -85,6 +85,9 @@ class TrainConfig(Section):
 class ProbeConfig(Section):
     """The probe engine: a frozen backbone's features, computed once and cached, and a head trained on them."""
 
+    features: Literal["model", "clip"] = Field(
+        "model", description="the frozen network: model = the model section's; clip = the CLIP image tower the "
+                             "zero_shot section names, its embedding L2-normalised as CLIP's own")
     head: Literal["linear", "mlp", "logreg"] = Field(
         "linear", description="torch linear / MLP head, or scikit-learn's logistic regression")
     hidden: int = Field(256, ge=1, description="mlp: hidden width")
@@ -105,6 +108,11 @@ class ProbeConfig(Section):
                                 "maps; null: no projection")
     standardize: bool = Field(False, description="logreg: scale every feature to unit variance on train first "
                                                  "(layers of different scales weigh alike)")
+
+    @property
+    def clip_features(self) -> bool:
+        """True when the features are a CLIP image tower's (zero_shot.model), not the model section's."""
+        return self.features == "clip"
 
     @property
     def pooled_layers(self) -> bool:

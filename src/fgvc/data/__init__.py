@@ -25,7 +25,8 @@ def load_data(cfg: DataConfig) -> DataSplits:
 
     The val split is the official one where ``data.official_val`` asks for it, otherwise a
     stratified ``data.val_fraction`` of the training part drawn with ``data.split_seed``.
-    The official test split is passed through untouched.
+    The official test split is passed through untouched. ``data.limit_per_class`` keeps k training
+    images per class, drawn with ``data.limit_draw_seed`` (the run's seed unless ``data.limit_seed``).
     """
     parts = load_source(cfg)
     train, val = parts.train, parts.val
@@ -40,7 +41,7 @@ def load_data(cfg: DataConfig) -> DataSplits:
         kept, held = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed, train.class_names)
         train, val = train.subset(kept, f"{train.name}:train"), train.subset(held, f"{train.name}:val")
     if cfg.limit_per_class is not None:
-        train = train.subset(limit_per_class(train.labels, cfg.limit_per_class, cfg.split_seed))
+        train = train.subset(limit_per_class(train.labels, cfg.limit_per_class, cfg.limit_draw_seed))
     if cfg.synthetic is not None:
         train = add_synthetic(train, cfg)  # training split only: val and test stay real
     return DataSplits(train=train, val=val, test=parts.test, unlabelled=parts.unlabelled,

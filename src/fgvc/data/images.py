@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -84,7 +85,32 @@ def decode_image(data: bytes, name: str) -> Image.Image:
         raise ImageTooLargeError(f"cannot read image {name}: {reason}; shrink or remove it. {VERIFY_HINT}",
                                  reason) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {name}: {exc}. {VERIFY_HINT}") from None
+        raise DataError(f"cannot read image {name}: {unreadable_reason(data, exc)}. {VERIFY_HINT}") from None
+
+
+SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
+              b"MM\x00*": "TIFF", b"RIFF": "WEBP"}
+_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def unreadable_reason(data: bytes, exc: BaseException) -> str:
+    """Why PIL could not read ``data``, in words a user can act on (no Python reprs): an empty file, an
+    HTML page or text saved under an image name, a damaged header, or PIL's own reason."""
+    if not data:
+        return "empty file (0 bytes)"
+    size = f"{len(data):,} bytes"
+    if isinstance(exc, UnidentifiedImageError):
+        head = data[:256].lstrip().lower()
+        if head.startswith((b"<!doctype html", b"<html")):
+            return f"an HTML page, not an image ({size}; a failed download?)"
+        kind = next((fmt for magic, fmt in SIGNATURES.items() if data.startswith(magic)), None)
+        if kind:
+            return f"a damaged {kind} file ({size}; its header cannot be parsed)"
+        if all(32 <= c < 127 or c in b"\t\r\n" for c in data[:256]):
+            return f"a text file, not an image ({size})"
+        return f"not an image format PIL can read ({size})"
+    reason = _REPR.sub("", str(exc)).strip() or type(exc).__name__
+    return f"{reason[0].lower()}{reason[1:]}; the file has {size}"
 
 
 def too_many_pixels(data: bytes) -> str:

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from fgvc.data.images import ImageList, image_notes
+from fgvc.data.images import VERIFY_HINT, ImageList, image_notes
 from fgvc.data.splits import DataSplits
 from fgvc.errors import DataError
 
@@ -79,14 +79,22 @@ def _inspect(images: ImageList, index: int) -> tuple[str, Optional[tuple[int, in
     try:
         data = images.content_bytes(index)
     except DataError as exc:
-        return "", None, str(exc), []
+        return "", None, error_reason(exc, images.key(index)), []
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
         image = images.image_from_bytes(index, data)
     except DataError as exc:
-        return digest, None, str(exc).split(". Run `fgvc")[0], []
+        return digest, None, error_reason(exc, images.key(index)), []
     notes = image_notes(data, images.key(index)) if images.paths is not None else []
     return digest, image.size, None, notes
+
+
+def error_reason(exc: DataError, key: str) -> str:
+    """An image's error without its path (listed beside it) and without the hint to run verify."""
+    text = str(exc).split(f" {VERIFY_HINT}")[0].rstrip(".")
+    for prefix in (f"cannot read image {key}: ", f"cannot open image file {key}: "):
+        text = text[len(prefix):] if text.startswith(prefix) else text
+    return text
 
 
 def _size_stats(sizes: list[tuple[int, int]]) -> dict[str, float]:

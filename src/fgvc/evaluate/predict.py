@@ -86,7 +86,8 @@ def write_predictions_csv(path: Path, images: ImageList, probs: torch.Tensor) ->
             target = int(images.labels[i])
             writer.writerow([
                 images.key(i), target, names[target] if target >= 0 else "", int(predicted[i]),
-                names[int(predicted[i])], f"{float(probs[i].max()):.6f}", *[f"{float(p):.6f}" for p in probs[i]],
+                names[int(predicted[i])], f"{float(probs[i].max()):.6f}",
+                *[f"{float(p):.9g}" for p in probs[i]],  # float32 exactly: an ensemble reads them back (ties too)
             ])
     return Path(path)
 

@@ -14,14 +14,17 @@ from torch import nn
 from fgvc.config import ExperimentConfig, load_config
 from fgvc.data import DataSplits, load_data
 from fgvc.data.images import UNLABELLED, ImageList, list_image_files
+from fgvc.data.readable import as_trained
 from fgvc.data.transforms import Normalization, Transforms, transforms_for
 from fgvc.errors import CheckpointError, FgvcError
 from fgvc.evaluate.metrics import compute_metrics
 from fgvc.evaluate.predict import predict_probs, write_predictions_csv
 from fgvc.models.assembly import build_network
+from fgvc.models.clip_probe import probe_network
 from fgvc.models.clip_towers import load_zero_shot
 from fgvc.models.heads import classifier_name
 from fgvc.models.strategies import merge_lora
+from fgvc.models.tip_adapter import load_tip_adapter
 from fgvc.runfolder import RunFolder, read_checkpoint
 
 
@@ -32,6 +35,7 @@ class TrainedRun:
     model: nn.Module
     class_names: list[str]
     transforms: Transforms
+    checkpoint: str = RunFolder.BEST  # the checkpoint its weights come from (best, or last)
 
     @property
     def norm(self) -> Normalization:
@@ -52,12 +56,6 @@ class TrainedRun:
         return FiveCropViews(t.resize, t.crop, self.norm.mean, self.norm.std, interpolation)
 
 
-def checkpoint_state(path: Path, what_to_do: str = "") -> dict[str, torch.Tensor]:
-    """The model tensors of a Lightning checkpoint (names without the module's ``model.`` prefix)."""
-    checkpoint = read_checkpoint(path, what_to_do)
-    return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-
-
 def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST, weights_file: bool = True) -> TrainedRun:
     """The trained model of a run folder, on the CPU, in eval mode.
 
@@ -74,6 +72,9 @@ def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST, weights_file: 
     if folder.zero_shot_head_file.is_file():  # the zero-shot engine: its text head, the tower rebuilt
         model, cfg = load_zero_shot(cfg, folder.zero_shot_head_file, len(class_names))
         return TrainedRun(folder.path, cfg, model, class_names, transforms_for(cfg))
+    if folder.tip_adapter_file.is_file():  # Tip-Adapter: text head and cache, the tower rebuilt
+        model, cfg = load_tip_adapter(cfg, folder.tip_adapter_file, len(class_names))
+        return TrainedRun(folder.path, cfg, model, class_names, transforms_for(cfg))
     if checkpoint == RunFolder.BEST and weights_file and folder.weights_file.is_file():
         return TrainedRun(folder.path, cfg, _load_weights_file(folder, cfg, len(class_names)), class_names,
                           transforms_for(cfg))
@@ -86,13 +87,11 @@ def load_trained(run_dir: Path, checkpoint: str = RunFolder.BEST, weights_file: 
     advice = (f"use the {other} checkpoint (`--checkpoint {other}` for fgvc eval) or train the run again"
               if folder.checkpoint(other).is_file() else "train the run again")
     model, _ = build_network(cfg, len(class_names), pretrained=False)
-    state = checkpoint_state(ckpt, advice)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise FgvcError(f"{ckpt} does not fit the model of {folder.config_file}: missing {missing[:5]}, "
-                        f"unexpected {unexpected[:5]}; {advice}")
+    checkpoint = read_checkpoint(ckpt, advice)
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    load_fitting(model, state, ckpt, folder, cfg, len(class_names), advice, origin=checkpoint_origin(checkpoint))
     model.eval()
-    return TrainedRun(folder.path, cfg, model, class_names, transforms_for(cfg))
+    return TrainedRun(folder.path, cfg, model, class_names, transforms_for(cfg), checkpoint=ckpt.stem)
 
 
 def _load_weights_file(folder: RunFolder, cfg: ExperimentConfig, num_classes: int) -> nn.Module:
@@ -108,17 +107,72 @@ def _load_weights_file(folder: RunFolder, cfg: ExperimentConfig, num_classes: in
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"weights file {path} is unreadable ({reason}); {advice}") from None
     model = merge_lora(build_network(cfg, num_classes, pretrained=False)[0])
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path} does not fit the model of {folder.config_file}: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}; {advice}")
+    load_fitting(model, state, path, folder, cfg, num_classes, advice)
     return model.eval()
 
 
+def load_fitting(model: nn.Module, state: dict[str, torch.Tensor], path: Path, folder: RunFolder,
+                 cfg: ExperimentConfig, num_classes: int, advice: str, origin: Optional[RunFolder] = None) -> None:
+    """``state`` into ``model``, or one line when it is another network's or has another class count:
+    the file, what it holds (its classes; its model when the run it came from can be found) and what
+    the run expects (instead of torch's line per mismatched tensor)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or reshaped):
+        model.load_state_dict(state)
+        return
+    head = f"{classifier_name(model)}.weight"
+    held_classes = _classes_held(state, head)
+    held = f"{held_classes} classes" if held_classes else "no classifier fgvc can find"
+    source = _origin_model(origin, folder)
+    if source:
+        held = f"{source}, {held}"
+    if missing or unexpected:
+        differs = (f"another network ({len(missing)} of the model's {len(expected)} tensors missing, "
+                   f"{len(unexpected)} unknown, e.g. {(missing or unexpected)[0]!r})")
+    else:
+        differs = f"{len(reshaped)} tensor{'s' if len(reshaped) > 1 else ''} of another shape, e.g. {reshaped[0]} " \
+                  f"{list(state[reshaped[0]].shape)} where the model has {list(expected[reshaped[0]].shape)}"
+    raise CheckpointError(f"{path} holds {held} but {folder.path} expects {cfg.model.name} with {num_classes} classes "
+                          f"({folder.CONFIG}, {folder.CLASSES}): {differs}; {advice}")
+
+
+def _classes_held(state: dict[str, torch.Tensor], head: str) -> Optional[int]:
+    """The class count of a weights dict: its classifier's rows (the model's classifier name, else the
+    last matrix in it, where timm's and fgvc's networks keep their classifiers)."""
+    if head in state and state[head].ndim == 2:
+        return int(state[head].shape[0])
+    matrices = [v for k, v in state.items() if k.endswith(".weight") and v.ndim == 2]
+    return int(matrices[-1].shape[0]) if matrices else None
+
+
+def checkpoint_origin(checkpoint: dict[str, Any]) -> Optional[RunFolder]:
+    """The run folder a Lightning checkpoint was written in (its ModelCheckpoint's folder), if it says."""
+    for key, value in (checkpoint.get("callbacks") or {}).items():
+        if str(key).startswith("ModelCheckpoint") and isinstance(value, dict) and value.get("dirpath"):
+            return RunFolder(Path(value["dirpath"]).parent)
+    return None
+
+
+def _origin_model(origin: Optional[RunFolder], folder: RunFolder) -> Optional[str]:
+    """``resnet10t from runs/b``: the model the checkpoint's own run folder was configured with."""
+    if origin is None or origin.path.resolve() == folder.path.resolve() or not origin.config_file.is_file():
+        return None
+    import yaml
+
+    try:
+        name = (yaml.safe_load(origin.config_file.read_text()) or {}).get("model", {}).get("name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return f"{name} from {origin.path}" if name else None
+
+
 def _load_probe(folder: RunFolder, cfg: ExperimentConfig, class_names: list[str]) -> TrainedRun:
-    """A cached-feature probe run: the frozen backbone rebuilt from its weights, the trained head on it."""
-    torch.manual_seed(cfg.seed)  # a probe on a random backbone used the init of this seed
-    model, _ = build_network(cfg, len(class_names), pretrained=True)
+    """A cached-feature probe run: the frozen backbone rebuilt from its weights (a CLIP tower with its
+    preprocessing for probe.features: clip), the trained head on it."""
+    model, cfg, _ = probe_network(cfg, len(class_names))
     head = model.get_submodule(classifier_name(model))
     try:
         state = torch.load(folder.probe_head_file, map_location="cpu", weights_only=True)
@@ -134,7 +188,7 @@ def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,
                    device: Optional[torch.device] = None, splits: Optional[DataSplits] = None) -> dict[str, Any]:
     """Metrics of the run's model on one split of its data set; writes metrics_<split>.json and predictions.
     ``splits``: the run's data when the caller has it loaded already (else it is loaded here)."""
-    splits = splits or load_data(run.cfg.data)
+    splits = splits or as_trained(load_data(run.cfg.data), run.cfg.data)
     images = getattr(splits, split, None)
     if images is None or not len(images):
         raise FgvcError(f"the data set has no {split!r} split; splits here: {[n for n, _ in splits.named()]}")
@@ -145,7 +199,9 @@ def evaluate_split(run: TrainedRun, split: str = "test", write: bool = True,
     metrics = compute_metrics(probs, torch.as_tensor(images.labels), run.class_names, run.cfg.eval.top_k)
     if write:
         folder = RunFolder(run.run_dir)
-        folder.write_metrics(metrics, split)
+        # what made predictions_<split>.csv, so an ensemble with the same checkpoint and TTA reads it
+        folder.write_metrics({**metrics, RunFolder.PREDICTED_WITH: {"checkpoint": run.checkpoint,
+                                                                     "tta": list(run.cfg.eval.tta)}}, split)
         write_predictions_csv(folder.predictions_file(split), images, probs)
     return metrics
 

@@ -18,13 +18,14 @@ from fgvc.errors import FgvcError
 from fgvc.evaluate.metrics import headline
 from fgvc.evaluate.stats import describe, few_runs_warning
 from fgvc.groupfolder import GroupFolder
+from fgvc.launcher import secondary_rank
 from fgvc.runfolder import RunFolder
 from fgvc.train.run import resume, train
 
 SPLITS = ("val", "test")
 # config keys that say where a run writes or how it is fed, not what it learns: a member is reused
 # even when they differ (a group moved to another folder, more loader workers, another logger)
-NOT_COMPARED = ("output", "executor", "data.num_workers", "data.cache_dir", "train.loggers", "train.mlflow_uri")
+NOT_COMPARED = ("output", "executor", "data.num_workers", "data.cache_dir", "data.cache_limit", "train.loggers", "train.mlflow_uri")
 
 
 def member_config(base: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
@@ -75,13 +76,26 @@ def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,
     go to the training (a search's trials report to Ray Tune and are evaluated on val only)."""
     folder, label = RunFolder(run_dir), label or Path(run_dir).name
     check_member_config(cfg, run_dir)
+    if secondary_rank():  # a DDP rank: it joins what rank 0 does with the member, and decides nothing
+        return _run_member(cfg, folder, label, progress, log, callbacks, evaluate, delete=False)
+    # two processes on one group (two `fgvc repeat`, two studies sharing an arm): one trains the member,
+    # the other waits for it and then reuses it, instead of deleting the folder the first trains in
+    with folder.reserved(lambda pid: log(f"{label}: another process{f' (pid {pid})' if pid else ''} is training "
+                                         "it; waiting to reuse it")):
+        check_member_config(cfg, run_dir)
+        return _run_member(cfg, folder, label, progress, log, callbacks, evaluate, delete=True)
+
+
+def _run_member(cfg: ExperimentConfig, folder: RunFolder, label: str, progress: bool, log: Callable[[str], None],
+                callbacks: Sequence, evaluate: Sequence[str], delete: bool) -> dict[str, Any]:
+    run_dir = folder.path
     if folder.metrics_file.is_file():
         log(f"{label}: finished earlier, reused")
         return folder.metrics()
     if folder.last_checkpoint.is_file():
         log(f"{label}: resuming from its last checkpoint")
         return resume(run_dir, progress=progress, callbacks=callbacks, evaluate=evaluate).metrics
-    if run_dir.exists():
+    if run_dir.exists() and delete:
         with folder.exclusive():  # a member another process is training is never deleted under it
             shutil.rmtree(run_dir)  # started but never finished an epoch: nothing to keep
     log(f"{label}: training")

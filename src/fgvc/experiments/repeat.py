@@ -14,6 +14,7 @@ from fgvc.experiments.groups import check_member_config, member_config, summariz
 from fgvc.experiments.jobs import Executor, MemberJob
 from fgvc.groupfolder import GroupFolder
 from fgvc.report.html import group_report
+from fgvc.locks import file_lock, lock_beside
 
 
 def parse_seeds(text: str, base_seed: int) -> list[int]:
@@ -41,20 +42,32 @@ def plan_repeat(cfg: ExperimentConfig, seeds: Sequence[int], group_dir: Optional
     reuses them. ``label`` prefixes the members' names in messages (a sweep's cell, a study's arm)."""
     group_dir = Path(group_dir or Path(cfg.output.dir) / f"{cfg.output.name or 'run'}-repeat")
     existing = GroupFolder(group_dir).group_file
-    if existing.is_file():
-        recorded = json.loads(existing.read_text())["members"]
-        seeds = list(dict.fromkeys([*(m["seed"] for m in recorded.values()), *seeds]))
-    members = {GroupFolder.seed_member(s): {"seed": s, **({"vary": list(vary)} if tuple(vary) != ("seed",) else {})}
-               for s in seeds}
-    jobs = []
-    for name, info in members.items():
-        varied = [f"{key}={info['seed']}" for key in vary]
-        member = member_config(cfg, [*varied, f"output.dir={group_dir}", f"output.name={name}"])
-        jobs.append(MemberJob(member, group_dir / name, f"{label}/{name}" if label else name))
-    for job in jobs:  # a member of another recipe is refused before group.json is (re)written
-        check_member_config(job.config, job.run_dir)
-    write_group(group_dir, "repeat", cfg, members)
+    make_group_dir(group_dir)
+    # read, merge and rewrite group.json under a lock: two repeats of one group started together (each
+    # with seeds drawn at random) keep each other's members
+    with file_lock(lock_beside(existing)):
+        if existing.is_file():
+            recorded = json.loads(existing.read_text())["members"]
+            seeds = list(dict.fromkeys([*(m["seed"] for m in recorded.values()), *seeds]))
+        members = {GroupFolder.seed_member(s): {"seed": s, **({"vary": list(vary)} if tuple(vary) != ("seed",) else {})}
+                   for s in seeds}
+        jobs = []
+        for name, info in members.items():
+            varied = [f"{key}={info['seed']}" for key in vary]
+            member = member_config(cfg, [*varied, f"output.dir={group_dir}", f"output.name={name}"])
+            jobs.append(MemberJob(member, group_dir / name, f"{label}/{name}" if label else name))
+        for job in jobs:  # a member of another recipe is refused before group.json is (re)written
+            check_member_config(job.config, job.run_dir)
+        write_group(group_dir, "repeat", cfg, members)
     return group_dir, jobs
+
+
+def make_group_dir(group_dir: Path) -> None:
+    try:
+        group_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FgvcError(f"cannot make the group folder {group_dir}: {exc.strerror or exc}; "
+                        "choose another --out or output.dir") from None
 
 
 def finish_repeat(group_dir: Path, jobs: Sequence[MemberJob], confidence: float = 0.95, bootstrap: int = 0) -> dict:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -44,6 +44,7 @@ from fgvc.groupfolder import GroupFolder
 from fgvc.models.assembly import build_network
 from fgvc.models.strategies import count_parameters, opens_over_epochs, unfreeze_stage_for_epoch
 from fgvc.models.summary import summarize
+from fgvc.locks import file_lock, lock_beside, write_atomically
 
 PLAN_FILE = "questions.yaml"  # a study folder with this file is a questions plan
 DEFAULT_SEED_COUNT = 3  # a folder of configs without --seeds
@@ -263,22 +264,36 @@ def questions_study(folder: Path, seeds: Optional[Sequence[int]], out: Path, spl
     check_comparison_plan(arm_config(folder, plan, first, first.arms[first.reference], extra), seeds, split,
                           "fgvc study")
     out.mkdir(parents=True, exist_ok=True)
-    files = GroupFolder(out)
-    previous = json.loads(files.study_file.read_text())["questions"] if files.study_file.is_file() else {}
-    result = {"study": str(folder), "seeds": seeds, "split": split, "questions": dict(previous)}
+    header = {"study": str(folder), "seeds": seeds, "split": split}
+    result: dict = {**header, "questions": {}}
     for question in plan.questions:
         if only and question.name not in only:
             continue
         try:
-            result["questions"][question.name] = run_question(folder, plan, question, out, seeds, split, extra, log,
-                                                                 executor)
+            entry = run_question(folder, plan, question, out, seeds, split, extra, log, executor)
         except RunStopped:
             raise
         except Exception as exc:  # noqa: BLE001 - one failed question must not end a study of many hours
             message = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log(f"question {question.name} failed, going on with the next one: {message}")
-            result["questions"][question.name] = {"name": question.name, "title": question.title, "error": message}
-        result["questions"] = {q: result["questions"][q] for q in known if q in result["questions"]}
-        files.study_file.write_text(json.dumps(result, indent=2))
-        files.tables_file.write_text(study_markdown(result))
+            entry = {"name": question.name, "title": question.title, "error": message}
+        result = record_question(out, header, known, entry, study_markdown)
+    return result
+
+
+def record_question(out: Path, header: dict, known: Sequence[str], entry: dict,
+                    render: Callable[[dict], str]) -> dict:
+    """study.json with one question's ``entry`` added to what is on disk now, and its
+    tables.md: read, merged and replaced under a lock, so two studies on one folder (other questions,
+    started together) keep each other's entries. Questions no longer in the plan (``known``) drop out."""
+    files = GroupFolder(out)
+    with file_lock(lock_beside(files.study_file)):
+        try:
+            questions = dict(json.loads(files.study_file.read_text()).get("questions", {}))
+        except (OSError, ValueError, AttributeError):
+            questions = {}
+        questions[entry["name"]] = entry
+        result = {**header, "questions": {q: questions[q] for q in known if q in questions}}
+        write_atomically(files.study_file, json.dumps(result, indent=2))
+        write_atomically(files.tables_file, render(result))
     return result

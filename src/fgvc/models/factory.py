@@ -31,10 +31,14 @@ OFFLINE_HINT = (
 )
 
 
-def create_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[LoadReport]]:
-    """The model with a ``num_classes`` head, and a report of any weights file loaded into it."""
+def create_model(cfg: ModelConfig, num_classes: int,
+                 input_size: Optional[int] = None) -> tuple[nn.Module, Optional[LoadReport]]:
+    """The model with a ``num_classes`` head, and a report of any weights file loaded into it.
+
+    ``input_size``: the crop it is fed; a timm model that fixes its input size (a ViT) is built for it
+    unless model.img_size says otherwise (pretrained position embeddings are interpolated)."""
     if cfg.source == "timm":
-        model, report = _timm_model(cfg, num_classes)
+        model, report = _timm_model(cfg, num_classes, input_size)
     elif cfg.source == "torchvision":
         model, report = _torchvision_model(cfg, num_classes)
     else:
@@ -45,33 +49,68 @@ def create_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optiona
     return model, report
 
 
-def _timm_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, Optional[LoadReport]]:
+def _timm_model(cfg: ModelConfig, num_classes: int, input_size: Optional[int] = None) -> tuple[nn.Module, Optional[LoadReport]]:
     if not timm.is_model(cfg.name):  # pretrained tags (name.tag) are understood too
         close = difflib.get_close_matches(cfg.name.lower(), timm.list_models(), n=5, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else "`timm.list_models('*PATTERN*')` lists the names"
         raise WeightsError(f"model.name {cfg.name!r} is not a timm model; {hint}")
     head_classes = 1000 if cfg.keep_pretrained_head else num_classes
+    if cfg.head_init == "zero_shot":  # a CLIP tower keeps its head: CLIP's projection to the text space
+        head_classes = int(getattr(timm.get_pretrained_cfg(cfg.name), "num_classes", 0) or num_classes)
     kwargs = dict(num_classes=head_classes, drop_rate=cfg.drop_rate)
     if cfg.drop_path_rate:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
     if cfg.attn_drop_rate:
         kwargs["attn_drop_rate"] = cfg.attn_drop_rate
-    if cfg.img_size:
-        kwargs["img_size"] = cfg.img_size
+    built_for = fixed_input_size(cfg.name)
+    if cfg.img_size or (built_for and input_size and input_size != built_for):
+        kwargs["img_size"] = cfg.img_size or input_size
     download = cfg.pretrained and not cfg.pretrained_file
     try:
         with offline_unless_the_hub_answers() if download else contextlib.nullcontext():
             model = timm.create_model(cfg.name, pretrained=download, **kwargs)
     except TypeError as exc:  # e.g. attn_drop_rate for a CNN
         raise WeightsError(f"model {cfg.name!r} does not take these options: {exc}") from None
+    except (AssertionError, AttributeError) as exc:  # a size the architecture cannot be built for (Swin's windows)
+        if "img_size" not in kwargs:
+            raise
+        raise WeightsError(f"{cfg.name} cannot be built for {kwargs['img_size']} px inputs ({exc or type(exc).__name__});"
+                           f" set data.transforms.crop to {built_for or 'the size it was made for'}") from None
     except (OSError, RuntimeError, ValueError) as exc:
-        raise WeightsError(f"could not get pretrained weights for {cfg.name!r}: {exc}\n{OFFLINE_HINT}") from None
+        raise WeightsError(missing_weights_message(cfg.name, exc)) from None
     report = load_weights_file(model, cfg.pretrained_file, cfg.key_mapping) if _use_file(cfg) else None
     hub_head_loaded = cfg.pretrained and not cfg.pretrained_file and head_classes == model.pretrained_cfg.get("num_classes")
     file_head_loaded = report is not None and not report.skipped_head
     if not (hub_head_loaded or file_head_loaded):
         reset_head(model)
     return model, report
+
+
+def missing_weights_message(name: str, exc: Exception) -> str:
+    """One line for hub weights that are neither cached nor downloadable: which repository holds them, the
+    command that caches them where one is online, and the cache folder to copy."""
+    pretrained = timm.get_pretrained_cfg(name)
+    repo = getattr(pretrained, "hf_hub_id", None)
+    if not repo:
+        return f"could not get pretrained weights for {name!r}: {exc}\n{OFFLINE_HINT}"
+    from huggingface_hub import constants
+
+    return (f"could not get pretrained weights for {name!r}: not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+            f" and not downloadable; where you are online run `python -c \"import timm; timm.create_model('{name}', "
+            f"pretrained=True)\"` and copy that cache here, or download the weights file from "
+            f"https://huggingface.co/{repo} and set model.pretrained_file to it")
+
+
+def fixed_input_size(name: str) -> Optional[int]:
+    """The input size a timm model is made for when it only takes that size (a ViT's position
+    embeddings, a Swin's windows), else None (a CNN takes any size)."""
+    try:
+        pretrained = timm.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - a name timm knows without a pretrained config
+        return None
+    if pretrained is None or not getattr(pretrained, "fixed_input_size", False):
+        return None
+    return int(pretrained.input_size[-1])
 
 
 def _use_file(cfg: ModelConfig) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from fgvc.config import ExperimentConfig, load_config
 from fgvc.data.transforms import transforms_for
+from fgvc.models.factory import fixed_input_size
 from fgvc.models.strategies import describe_strategy
 from fgvc.registry import ENGINES, SOURCES
 from fgvc.runfolder import RunFolder
@@ -22,10 +23,14 @@ def loads_in_timm(cfg: ExperimentConfig) -> Optional[str]:
     m = cfg.model
     if not ENGINES.info(cfg.train.engine).get("timm_model", True):
         return f"train.engine {cfg.train.engine} builds its own network"
+    if cfg.probe.clip_features:
+        return "the probe's network is a CLIP image tower (probe.features: clip)"
     if cfg.method.name != "plain":
         return f"method.name {cfg.method.name} builds fgvc's own modules around the backbone"
     if m.source != "timm":
         return f"model.source is {m.source}"
+    if m.head_init == "zero_shot":
+        return "the CLIP tower sits in fgvc's zero-shot classifier (normalised embedding, text head)"
     if m.head_hidden or m.head_dropout or m.keep_pretrained_head:
         return "the head is fgvc's own (model.head_hidden / head_dropout / keep_pretrained_head)"
     if cfg.probe.head == "mlp" or cfg.probe.pooled_layers:
@@ -37,6 +42,8 @@ def network_name(cfg: ExperimentConfig) -> str:
     """The network as a user would look it up: the config key the engine names it by (``model.name``
     unless the engine registered another ``model_key``), with the fine-grained method around it."""
     section, key = ENGINES.info(cfg.train.engine).get("model_key", "model.name").split(".")
+    if cfg.probe.clip_features:  # the probe on the zero_shot section's CLIP tower
+        section, key = "zero_shot", "model"
     name = str(getattr(getattr(cfg, section), key))
     return name if cfg.method.name == "plain" else f"{name} + {cfg.method.name}"
 
@@ -45,7 +52,9 @@ def timm_config(cfg: ExperimentConfig, class_names: list[str]) -> dict[str, Any]
     """config.json in timm's hub layout (architecture, model_args, pretrained_cfg, label_names)."""
     t = cfg.data.transforms
     norm = transforms_for(cfg).norm
-    model_args = {"img_size": cfg.model.img_size} if cfg.model.img_size else {}
+    built_for = fixed_input_size(cfg.model.name)  # a ViT is built at the crop it is fed (models.factory)
+    img_size = cfg.model.img_size or (t.crop if built_for and built_for != t.crop else None)
+    model_args = {"img_size": img_size} if img_size else {}
     return {
         "architecture": cfg.model.name,
         "num_classes": len(class_names),
@@ -89,7 +98,7 @@ def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list
              f"A fine-grained image classifier trained with fgvc on **{d.name}**"
              + (f" (label: {d.label or labels[0]})" if labels else "") + f": {len(class_names)} classes "
              f"({', '.join(class_names[:20])}{', ...' if len(class_names) > 20 else ''}).", "",
-             "## Recipe", "", recipe + ". The whole config is `config.yaml`.", "",
+             "## Recipe", "", recipe + ". The whole config is `config.yaml`." + _head_init_line(metrics), "",
              "## Results", "", _metrics_table(metrics), "",
              "Top-1 accuracy, macro F1 and macro one-vs-rest AUROC on the data set's val and test splits; "
              "the test split took no part in any choice."]
@@ -122,6 +131,20 @@ def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list
               f'run = load_run("{run_name}")', "probs = predict(run, images)  # an fgvc ImageList", "```",
               "", "or `fgvc predict RUN IMAGES_DIR`, `fgvc export RUN` (ONNX / TorchScript)."]
     return "\n".join(parts) + "\n"
+
+
+def _head_init_line(metrics: dict[str, Any]) -> str:
+    """Where the head started, when not from random init (model.head_init)."""
+    head, wise = metrics.get("head_init"), metrics.get("wise_ft")
+    if wise:
+        return (f" The weights are the WiSE-FT average (1 - alpha) x zero-shot + alpha x fine-tuned of "
+                f"`{wise['finetuned_run']}` and its zero-shot start, alpha {wise['alpha']:g} chosen on val.")
+    if not head:
+        return ""
+    if head.get("how") == "source_classes":
+        return (f" The head started from the pretrained classifier ({head['source']}) for {head['matched']} of its "
+                f"{head['classes']} classes (model.head_init: source_classes); the others from random init.")
+    return f" The head started from {head['source']}'s zero-shot text head (model.head_init: zero_shot)."
 
 
 def write_model_card(run_dir: Path, metrics: Optional[dict[str, Any]] = None,

@@ -3,82 +3,82 @@ from the reference arm with its CI and a verdict word, time and (when profiled) 
 
 from __future__ import annotations
 
-from dataclasses import fields
+from pathlib import Path
 from typing import Any, Optional
 
-from fgvc.evaluate.stats import Comparison, b_is_better, metric_range, significant
+import pandas as pd
+
+from fgvc.evaluate.stats import Comparison
 from fgvc.models.summary import human_bytes
-
-SHORT_NAMES = {"top1": "top-1", "f1_macro": "macro F1", "auroc_macro": "AUROC", "ece": "ECE"}
-COMPARISON_FIELDS = {f.name for f in fields(Comparison)}
+from fgvc.report.frames import SHORT_NAMES, digits, question_frame
 
 
-def _scale(metric: str) -> float:
-    return 100.0 if metric_range(metric) == "proportion" and metric != "auroc_macro" else 1.0
-
-
-def _digits(metric: str) -> int:
-    return 1 if _scale(metric) == 100.0 else 3
-
-
-def mean_ci(stats: Optional[dict[str, Any]], metric: str) -> str:
-    """'74.3 [72.1, 76.4]' (proportions in %, AUROC and others as they are)."""
-    if not stats:
+def interval(mean: float, low: float, high: float, places: int, signed: bool = False) -> str:
+    """'74.3 [72.1, 76.4]' (or '-' for no value); ``signed``: '+1.2 [-0.4, +2.8]'."""
+    if pd.isna(mean):
         return "-"
-    k, d = _scale(metric), _digits(metric)
-    text = f"{stats['mean'] * k:.{d}f}"
-    if stats.get("ci_low") is not None and stats.get("ci_high") is not None:
-        text += f" [{stats['ci_low'] * k:.{d}f}, {stats['ci_high'] * k:.{d}f}]"
+    sign = "+" if signed else ""
+    text = f"{mean:{sign}.{places}f}"
+    if not (pd.isna(low) or pd.isna(high)):
+        text += f" [{low:{sign}.{places}f}, {high:{sign}.{places}f}]"
     return text
 
 
-def difference(row: Optional[dict[str, Any]]) -> str:
+def mean_ci_cell(frame: pd.DataFrame, arm: str, metric: str) -> str:
+    row = frame.loc[arm]
+    return interval(row[f"{metric} mean"], row[f"{metric} low"], row[f"{metric} high"], digits(metric))
+
+
+def difference_cell(frame: pd.DataFrame, arm: str, metric: str) -> str:
     """'-3.1 [-5.0, -1.2] worse' for the paired difference arm - reference."""
-    if row is None:
+    row = frame.loc[arm]
+    if not row[f"{metric} verdict"]:
         return "-"
-    c = Comparison(**{k: v for k, v in row.items() if k in COMPARISON_FIELDS})
-    k, d = _scale(c.metric), _digits(c.metric)
-    word = ("better" if b_is_better(c) else "worse") if significant(c) else "same"
-    return f"{c.diff * k:+.{d}f} [{c.ci_low * k:+.{d}f}, {c.ci_high * k:+.{d}f}] {word}"
+    return interval(row[f"{metric} diff"], row[f"{metric} diff low"], row[f"{metric} diff high"], digits(metric),
+                    signed=True) + f" {row[f'{metric} verdict']}"
 
 
-def _minutes(seconds: Optional[float]) -> str:
-    return "-" if seconds is None else f"{seconds / 60:.1f}"
+def _minutes(minutes: float) -> str:
+    return "-" if pd.isna(minutes) else f"{minutes:.1f}"
 
 
-def question_markdown(question: dict[str, Any], metrics: Optional[list[str]] = None) -> str:
-    """One question as a heading and a Markdown table."""
+def question_markdown(question: dict[str, Any], metrics: Optional[list[str]] = None,
+                      root: Optional[Path] = None) -> str:
+    """One question as a heading and a Markdown table (rendered from :func:`question_frame`, as the
+    LaTeX table is); the column's significantly best value in bold."""
     if "error" in question:
         return f"### {question['title']}\n\nNot answered: the question failed ({question['error']}).\n"
-    arms = question["arms"]
-    metrics = metrics or [m for m in SHORT_NAMES if any(m in a["metrics"] for a in arms)]
-    profiled = any("trainable_params" in a for a in arms)
-    by_pair = {(c["b"], c["metric"]): c for c in question["comparisons"]}
+    frame = question_frame(question, metrics, root)
+    metrics, reference = frame.attrs["metrics"], question["reference"]
+    profiled = "trainable_params" in frame.columns
     header = ["arm", "overrides"] + [f"{SHORT_NAMES.get(m, m)} mean [95% CI]" for m in metrics]
-    header += [f"{SHORT_NAMES.get(m, m)} vs {question['reference']}" for m in metrics]
+    header += [f"{SHORT_NAMES.get(m, m)} vs {reference}" for m in metrics]
     header += ["min / run"]
     if profiled:
         header += ["trainable params", "memory (est.)"]
     lines = [f"### {question['title']}", "",
              f"Split: {question['split']}; seeds: {', '.join(map(str, question['seeds']))}; "
-             f"differences are paired by seed (arm - {question['reference']}), 'same' = not significant at 5 %.", "",
+             f"differences are paired by seed (arm - {reference}), 'same' = not significant at 5 %"
+             + ("; bold: best and significantly better than every other arm." if any(
+                 frame[f"{m} best"].any() for m in metrics) else "."), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for arm in arms:
-        reference = arm["arm"] == question["reference"]
-        cells = [f"**{arm['arm']}**" if reference else arm["arm"],
-                 " ".join(f"`{o}`" for o in arm["overrides"]) or "(reference)"]
-        cells += [mean_ci(arm["metrics"].get(m), m) for m in metrics]
-        cells += ["" if reference else difference(by_pair.get((arm["arm"], m))) for m in metrics]
-        cells += [_minutes(arm.get("train_seconds"))]
+    for arm, row in frame.iterrows():
+        cells = [f"**{arm}**" if row["reference"] else arm,
+                 " ".join(f"`{o}`" for o in row["overrides"]) or "(reference)"]
+        cells += [f"**{mean_ci_cell(frame, arm, m)}**" if row[f"{m} best"] else mean_ci_cell(frame, arm, m)
+                  for m in metrics]
+        cells += ["" if row["reference"] else difference_cell(frame, arm, m) for m in metrics]
+        cells += [_minutes(row["minutes"])]
         if profiled:
-            start = arm.get("trainable_params_at_start")
-            trainable = f"{arm.get('trainable_params', 0):,}"
-            cells += [f"{start:,} -> {trainable}" if start is not None else trainable, human_bytes(arm.get("memory_bytes"))]
+            start, trainable = row.get("trainable_params_at_start"), f"{int(row.get('trainable_params') or 0):,}"
+            cells += [f"{int(start):,} -> {trainable}" if not pd.isna(start) else trainable,
+                      human_bytes(None if pd.isna(row.get("memory_bytes")) else int(row["memory_bytes"]))]
         lines.append("| " + " | ".join(cells) + " |")
     if profiled:
-        lines += ["", "Memory (est.): parameters + gradients + optimizer state + saved activations of one training batch"
+        lines += ["", "Memory (est.): parameters + gradients + optimizer state + saved activations of one "
+                      "training batch"
                       + (" (gradual unfreezing: at its last epoch; its trainable params read first epoch -> last)."
-                         if any("trainable_params_at_start" in a for a in arms) else ".")]
+                         if "trainable_params_at_start" in frame.columns else ".")]
     return "\n".join(lines) + "\n"
 
 
@@ -105,8 +105,8 @@ def compare_markdown(rows: list[tuple[str, str, Comparison, str]], split: str) -
     return "\n".join(lines) + "\n"
 
 
-def study_markdown(result: dict[str, Any]) -> str:
-    """Every finished question of a study, in order."""
+def study_markdown(result: dict[str, Any], root: Optional[Path] = None) -> str:
+    """Every finished question of a study, in order (``root``: the study folder, where its arms are)."""
     parts = [f"<!-- written by fgvc study {result['study']} -->", ""]
-    parts += [question_markdown(q) for q in result["questions"].values()]
+    parts += [question_markdown(q, root=root) for q in result["questions"].values()]
     return "\n".join(parts)

@@ -29,14 +29,16 @@ from fgvc.config import ExperimentConfig
 from fgvc.data.datamodule import SeededImageDataset
 from fgvc.data.images import ImageList
 from fgvc.errors import FgvcError
+from fgvc.locks import file_lock
 from fgvc.models.heads import classifier_name
 from fgvc.models.layout import inference_layout, to_layout
 from fgvc.progress import track
 
 
-def bank_key(cfg: ExperimentConfig, transform: Callable) -> str:
-    """The plain-feature bank of a model and transform (no images: they are keyed inside it)."""
-    payload = {"weights": _weights_fingerprint(cfg), "transform": repr(transform),
+def bank_key(cfg: ExperimentConfig, transform: Callable, weights: Optional[dict] = None) -> str:
+    """The plain-feature bank of a model and transform (no images: they are keyed inside it).
+    ``weights``: what the network's weights are, where not the model section's (a CLIP tower's)."""
+    payload = {"weights": weights or _weights_fingerprint(cfg), "transform": repr(transform),
                "versions": [timm.__version__, torch.__version__], **_pooling(cfg)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -77,9 +79,10 @@ def _weights_fingerprint(cfg: ExperimentConfig) -> dict:
     return info
 
 
-def cache_key(cfg: ExperimentConfig, images: ImageList, transform: Callable, views: int, seed: int) -> str:
+def cache_key(cfg: ExperimentConfig, images: ImageList, transform: Callable, views: int, seed: int,
+              weights: Optional[dict] = None) -> str:
     payload = {
-        "weights": _weights_fingerprint(cfg),
+        "weights": weights or _weights_fingerprint(cfg),
         "transform": repr(transform),
         "views": views,
         "seed": seed if views else None,
@@ -207,13 +210,10 @@ class FeatureBank:
 
     def get_or_compute(self, key: str, images: ImageList,
                        compute: Callable[[ImageList], tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, dict]:
-        import fcntl
-
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / f"bank-{key}.pt"
         wanted = images.fingerprints()
-        with open(path.with_suffix(".lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # two runs filling one bank add rows in turn
+        with file_lock(path.with_suffix(".lock")):  # two runs filling one bank add rows in turn
             stored = self._load(path)
             row = {k: i for i, k in enumerate(stored["keys"])}
             missing = [i for i, k in enumerate(wanted) if k not in row]

@@ -54,6 +54,10 @@ def finish(cfg: ExperimentConfig, folder: RunFolder, splits: DataSplits, fitted:
                                "parameters": {"total": total, "trainable": trainable},
                                "weights": str(fitted.weights_report) if fitted.weights_report else None,
                                **fitted.extra, "train_seconds": round(train_seconds, 2)}
+    if cfg.data.limit_per_class is not None:  # the k-shot draw: its seed, and which images it kept
+        folder.write_train_images([splits.train.key(i) for i in range(len(splits.train))])
+        metrics["limit_per_class"] = {"per_class": cfg.data.limit_per_class, "seed": cfg.data.limit_draw_seed,
+                                      "train_images": len(splits.train)}
     labelled = [s for s in evaluate if getattr(splits, s) is not None and len(getattr(splits, s))
                 and getattr(splits, s).is_labelled]
     if fitted.probabilities is None:

@@ -16,6 +16,7 @@ import torch
 
 from fgvc.config import ExperimentConfig, load_config
 from fgvc.data import load_data
+from fgvc.data.readable import count_by_split, readable_splits
 from fgvc.errors import FgvcError
 from fgvc.registry import ENGINES
 from fgvc.runfolder import RunFolder
@@ -50,6 +51,9 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
             # weights file fails here and leaves nothing behind
             L.seed_everything(cfg.seed, workers=True, verbose=False)
             splits = load_data(cfg.data)
+            # every image file readable (cached per file), or left out with data.skip_unreadable
+            splits, unreadable = readable_splits(splits, cfg.data.cache_dir, cfg.data.skip_unreadable,
+                                                 cfg.data.num_workers)
             engine.prepare(splits, resume_from)
             folder, owner = engine.take_folder(folder)
             if not owner:  # another process (rank 0) records and finishes this run
@@ -57,6 +61,10 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
                 return RunResult(folder.path)
             # 3. the folder's header and status, 4. the engine trains, 5. the shared finish
             with recorded_run(cfg, folder, splits.class_names, stop_request, header=resume_from is None):
+                if unreadable:
+                    listed = folder.write_unreadable([(u.split, u.image, u.error) for u in unreadable])
+                    print(f"data.skip_unreadable: left out {len(unreadable)} unreadable image"
+                          f"{'s' if len(unreadable) > 1 else ''} ({count_by_split(unreadable)}); listed in {listed}")
                 started = time.perf_counter()
                 fitted = engine.fit(folder, stop_request, resume_from)
                 return finish(cfg, folder, splits, fitted, time.perf_counter() - started, evaluate)

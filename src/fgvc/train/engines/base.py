@@ -14,6 +14,7 @@ import lightning as L
 from fgvc.config import ExperimentConfig
 from fgvc.data import DataSplits
 from fgvc.errors import ConfigError, FgvcError
+from fgvc.launcher import claim_or_join
 from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
 from fgvc.train.result import Fitted
 from fgvc.train.stopping import StopRequest
@@ -24,7 +25,8 @@ class Engine:
     defaults that fit a single process writing Lightning-format checkpoints.
 
     Registration details the config reads (``@register_engine(name, ...)``): ``settings``, the config
-    sections only this engine reads (refused under another engine); ``strategy``, the default
+    sections only this engine reads (refused under another engine); ``reads``, sections of another
+    engine it reads too (the CLIP tower of ``zero_shot``); ``strategy``, the default
     ``strategy.name`` under this engine; ``reports_epochs``, whether each epoch is validated (a
     search can prune it)."""
 
@@ -74,8 +76,9 @@ class Engine:
 
     def take_folder(self, folder: Optional[RunFolder]) -> tuple[RunFolder, bool]:
         """(the run folder, whether this process owns it: records its status, writes the header,
-        finishes it). By default a new folder is claimed unless one is given."""
-        return folder or RunFolder.claim(self.cfg.run_dir), True
+        finishes it). By default a new folder is claimed unless one is given; ranks started by a cluster
+        launcher (srun, torchrun) use the folder rank 0 claims, and only rank 0 owns it."""
+        return claim_or_join(self.cfg.run_dir, folder)
 
     def fit(self, folder: RunFolder, stop_request: StopRequest, resume_from: Optional[Path]) -> Optional[Fitted]:
         """Train into ``folder``; what the finish needs, or None in a process that does not finish."""

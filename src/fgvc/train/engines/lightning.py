@@ -25,6 +25,7 @@ from fgvc.data.device_decode import EncodedImageDataset, Planner, collate_encode
 from fgvc.data.images import ImageList
 from fgvc.data.transforms import transforms_for
 from fgvc.models.assembly import build_network
+from fgvc.models.head_init import head_init_metrics
 from fgvc.models.strategies import count_parameters, opens_over_epochs
 from fgvc.progress import show_progress
 from fgvc.registry import register_engine
@@ -41,7 +42,7 @@ from fgvc.trust import loads_weights_only
 RUN_DIR_ENV = "FGVC_RUN_DIR"
 
 
-@register_engine("lightning", reports_epochs=True)
+@register_engine("lightning", reports_epochs=True, head_init=True)
 class LightningEngine(Engine):
     """fine-tuning epoch by epoch with a Lightning Trainer (DDP, FSDP, precision, accumulation)"""
 
@@ -53,7 +54,8 @@ class LightningEngine(Engine):
     def prepare(self, splits: DataSplits, resume_from: Optional[Path]) -> None:
         super().prepare(splits, resume_from)
         # a resumed run's weights come from its checkpoint: no download, no weights file
-        self.model, self.weights_report = build_network(self.cfg, splits.num_classes, pretrained=resume_from is None)
+        self.model, self.weights_report = build_network(self.cfg, splits.num_classes, pretrained=resume_from is None,
+                                                        class_names=splits.class_names)
 
     def take_folder(self, folder: Optional[RunFolder]) -> tuple[RunFolder, bool]:
         launched = ddp_child_folder()
@@ -82,7 +84,8 @@ class LightningEngine(Engine):
                         weights_only=loads_weights_only())
         if not trainer.is_global_zero:
             return None
-        return Fitted(trainer.current_epoch, parameters, self.weights_report)
+        return Fitted(trainer.current_epoch, parameters, self.weights_report,
+                      extra=head_init_metrics(self.weights_report))
 
 
 def build_datamodule(cfg: ExperimentConfig, splits: DataSplits, start_epoch: int = 0) -> FgvcDataModule:

@@ -6,20 +6,25 @@ one backbone pass.
 Only the head is saved (``checkpoints/probe_head.pt``): the frozen backbone is rebuilt from the
 config's weights (the cache key names them), so the run folder is an ordinary one and `fgvc eval`,
 `predict`, `ensemble` and `report` work on it as on any run.
+
+``probe.features: clip`` probes the CLIP image tower the ``zero_shot`` section names instead of the
+model section's network (:mod:`fgvc.models.clip_probe`): its embedding L2-normalised, its own
+preprocessing, the cache keyed by the CLIP model, tag or file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
 from fgvc.config import ExperimentConfig
+from fgvc.config.section import changed_keys
 from fgvc.data import DataSplits
 from fgvc.data.transforms import transforms_for
-from fgvc.models.assembly import build_network
+from fgvc.models.clip_probe import clip_fingerprint, probe_network
 from fgvc.models.heads import classifier_name
 from fgvc.models.strategies import count_parameters
 from fgvc.registry import register_engine
@@ -32,7 +37,7 @@ from fgvc.train.result import Fitted
 from fgvc.train.stopping import StopRequest
 
 
-@register_engine("probe", settings=("probe",), strategy="linear", reports_epochs=False)
+@register_engine("probe", settings=("probe",), reads=("zero_shot",), strategy="linear", reports_epochs=False)
 class ProbeEngine(Engine):
     """a head trained on the frozen backbone's cached features"""
 
@@ -55,14 +60,20 @@ class ProbeEngine(Engine):
         if cfg.schedule.name not in PROBE_SCHEDULES:
             raise ValueError(f"schedule.name {cfg.schedule.name!r} is not supported by train.engine: probe; "
                              f"use one of {list(PROBE_SCHEDULES)}")
+        check_clip_features(cfg)
 
     def resume_point(self, folder: Optional[RunFolder], which: str) -> Optional[Path]:
         """A probe has no epochs to go on from: a resume trains the head again from the cached features."""
         return None
 
+    def prepare(self, splits: DataSplits, resume_from: Optional[Path]) -> None:
+        """A CLIP tower is built now (its weights fail before a folder is claimed); a model section's
+        network only when a feature set is missing from the cache."""
+        super().prepare(splits, resume_from)
+        self.features = ProbeFeatures(self.cfg, splits)
+
     def fit(self, folder: RunFolder, stop_request: StopRequest, resume_from: Optional[Path]) -> Fitted:
-        cfg, splits = self.cfg, self.splits
-        features = ProbeFeatures(cfg, splits)
+        cfg, splits, features = self.features.cfg, self.splits, self.features
         x_train, meta = features.get("train", train_views=True)
         y_train = torch.as_tensor(splits.train.labels)
         evaluated = {n: (features.get(n)[0], torch.as_tensor(getattr(splits, n).labels))
@@ -83,10 +94,24 @@ class ProbeEngine(Engine):
                       features.built.get("report"), probabilities, extra)
 
 
-def backbone_network(cfg: ExperimentConfig, num_classes: int):
-    """The frozen network of a probe run: pretrained weights, or the random init of ``cfg.seed``."""
-    torch.manual_seed(cfg.seed)
-    return build_network(cfg, num_classes, pretrained=True)
+CLIP_TOWER_KEYS = ("model", "pretrained", "pretrained_file")  # what the probe reads of the zero_shot section
+
+
+def check_clip_features(cfg: ExperimentConfig) -> None:
+    """The zero_shot section names the tower of ``probe.features: clip`` (its prompts are not used); a
+    CNN's layer pooling does not apply to it."""
+    changed = changed_keys(cfg.zero_shot, type(cfg.zero_shot)())
+    if not cfg.probe.clip_features and changed:
+        raise ValueError(f"{', '.join(f'zero_shot.{k}' for k in changed)}: the probe reads the zero_shot section "
+                         "only for probe.features: clip; set that, or remove them")
+    prompts = [k for k in changed if k not in CLIP_TOWER_KEYS]
+    if cfg.probe.clip_features and prompts:
+        raise ValueError(f"{', '.join(f'zero_shot.{k}' for k in prompts)}: the probe on CLIP features reads the "
+                         f"tower alone ({', '.join(f'zero_shot.{k}' for k in CLIP_TOWER_KEYS)}); remove them, or "
+                         "train.engine: zero_shot / tip_adapter for the text head")
+    if cfg.probe.clip_features and cfg.probe.pooled_layers:
+        raise ValueError("probe.layers / pooling / projection pool a CNN's stages; probe.features: clip takes the "
+                         "CLIP tower's embedding: remove them")
 
 
 def _head_params(model: nn.Module) -> int:
@@ -95,36 +120,49 @@ def _head_params(model: nn.Module) -> int:
 
 class ProbeFeatures:
     """The backbone's features for a config's splits, from the on-disk cache (computed when missing):
-    plain features per image in a bank; ``probe.views`` augmented training views per list."""
+    plain features per image in a bank; ``probe.views`` augmented training views per list.
 
-    def __init__(self, cfg: ExperimentConfig, splits: DataSplits):
-        self.cfg, self.splits = cfg, splits
+    ``network``: (model, weights report) to extract with, built already (another engine's CLIP model),
+    with ``weights`` its fingerprint for the cache key; by default the probe's network: a CLIP tower is
+    built at once (``cfg`` then takes its preprocessing), a model section's when first needed.
+    ``views``, ``runtime``: as ``probe.views`` and ``probe.runtime``, which they default to."""
+
+    def __init__(self, cfg: ExperimentConfig, splits: DataSplits, network: Optional[Sequence[Any]] = None,
+                 weights: Optional[dict] = None, views: Optional[int] = None, runtime: Optional[str] = None):
+        self.built: dict[str, Any] = {}
+        if network is None and cfg.probe.clip_features:
+            model, cfg, report = probe_network(cfg, splits.num_classes)
+            network, weights = (model, report), clip_fingerprint(cfg.zero_shot)
+        if network is not None:
+            self.built["model"], self.built["report"] = network
+        self.cfg, self.splits, self.weights = cfg, splits, weights
+        self.views = cfg.probe.views if views is None else views
+        self.runtime = runtime or cfg.probe.runtime
         transforms = transforms_for(cfg)
         self.plain, self.augmented = transforms.eval, transforms.train
         self.cache = FeatureCache(Path(cfg.data.cache_dir) / "features")
         self.bank = FeatureBank(Path(cfg.data.cache_dir) / "features")
-        self.built: dict[str, Any] = {}
 
     def backbone(self) -> nn.Module:  # built only when a feature set is missing from the cache
         if "model" not in self.built:
-            self.built["model"], self.built["report"] = backbone_network(self.cfg, self.splits.num_classes)
+            self.built["model"], _, self.built["report"] = probe_network(self.cfg, self.splits.num_classes)
         return self.built["model"]
 
     def get(self, name: str, train_views: bool = False) -> tuple[torch.Tensor, dict]:
         """(features, meta) of split ``name``: (N, D), or (views, N, D) for augmented training views."""
-        cfg, images = self.cfg, getattr(self.splits, name)
-        views = cfg.probe.views
+        cfg, images, views = self.cfg, getattr(self.splits, name), self.views
         transform, count = (self.augmented, views) if train_views and views else (self.plain, 0)
 
         def compute(todo=images):
             model = self.backbone()
             tensor = extract_features(model, todo, transform, cfg.eval.batch_size, cfg.data.num_workers, count,
-                                      cfg.data.split_seed, engine=cfg.probe.runtime)
+                                      cfg.data.split_seed, engine=self.runtime)
             return tensor, {"backbone_params": count_parameters(model)[0] - _head_params(model)}
 
         if count == 0:  # plain features are the image's alone: kept per image, whatever the split
-            return self.bank.get_or_compute(bank_key(cfg, transform), images, compute)
-        return self.cache.get_or_compute(cache_key(cfg, images, transform, count, cfg.data.split_seed), compute)
+            return self.bank.get_or_compute(bank_key(cfg, transform, self.weights), images, compute)
+        key = cache_key(cfg, images, transform, count, cfg.data.split_seed, self.weights)
+        return self.cache.get_or_compute(key, compute)
 
     @property
     def hits_and_misses(self) -> dict[str, int]:
