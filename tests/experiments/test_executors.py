@@ -176,7 +176,12 @@ def test_ctrl_c_stops_the_ray_runs_and_says_what_is_on_disk(tiny_overrides, tmp_
     while len(list((tmp_path / "g").glob("seed-*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
+    try:  # on a loaded machine (the suite's other worker busy) Ray's workers take minutes to wind down
+        output, _ = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"fgvc repeat --executor ray did not stop within 300 s of Ctrl-C; it printed:\n{output}")
     assert process.returncode == 130, output
     assert "2 runs sent to Ray (1 CPU, 0 GPU each)" in output
     assert "stopped by Ctrl-C. On disk: 0 finished; 2 with a checkpoint to resume (seed-0, seed-1)" in output
