@@ -333,3 +333,22 @@ class SigkillAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def make_tiny_open_clip(folder: Path, name: str) -> Path:
+    """A 32 px, 2-block ViT / 1-layer text CLIP (~7 MB) registered with open_clip as ``name`` (built from a
+    config, nothing downloaded; its tokenizer ships in the package), random weights saved in a file."""
+    import json
+
+    import open_clip
+    import torch
+
+    config = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8,
+                                              "head_width": 32},
+              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (folder / f"{name}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(folder / f"{name}.json")
+    torch.manual_seed(0)
+    path = folder / "tiny_clip.pt"
+    torch.save(open_clip.create_model(name).state_dict(), path)
+    return path

@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+from builders import make_tiny_open_clip
 import torch
 import torch.nn.functional as F
 
@@ -23,17 +24,8 @@ TOWER_PX = 32
 
 @pytest.fixture(scope="module")
 def tiny_clip_file(tmp_path_factory):
-    """A 32 px, 2-block ViT / 1-layer text CLIP registered with open_clip, its weights in a file."""
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    config = {"embed_dim": 32, "vision_cfg": {"image_size": TOWER_PX, "layers": 2, "width": 64, "patch_size": 8,
-                                              "head_width": 32},
-              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    (folder / f"{TINY}.json").write_text(json.dumps(config))
-    open_clip.add_model_config(folder / f"{TINY}.json")
-    torch.manual_seed(0)
-    path = folder / "tiny_clip.pt"
-    torch.save(open_clip.create_model(TINY).state_dict(), path)
-    return path
+    """The tiny CLIP of tests/builders.py, registered with open_clip as TINY, its weights in a file."""
+    return make_tiny_open_clip(tmp_path_factory.mktemp("tiny_clip"), TINY)
 
 
 @pytest.fixture
