@@ -64,6 +64,18 @@ def test_the_head_starts_as_the_zero_shot_text_head_on_the_clip_tower(clip_overr
         images = torch.randn(2, 3, PX, PX)
         embedding = torch.nn.functional.normalize(model.visual(images), dim=-1)
         assert torch.allclose(model(images), embedding @ text_head.weight.T, atol=1e-5)
+    from fgvc.explain.cam import image_tower, target_layer
+
+    assert target_layer(image_tower(model)) is model.visual.blocks[-1].norm1  # Grad-CAM: tokens, not the stem
+
+
+def test_the_lr_range_test_starts_the_head_where_training_does(clip_overrides):
+    from fgvc.train.tune import _setup  # the range test's network, before its first step
+
+    cfg = load_config(None, clip_overrides)
+    module, _, _ = _setup(cfg)
+    model, _ = build_network(cfg, 3, class_names=["blue", "green", "red"])
+    assert torch.equal(module.model.head.weight, model.head.weight)  # the text head, not a random one
 
 
 @pytest.mark.parametrize("strategy", ["partial", "lora", "llrd"])
@@ -127,6 +139,44 @@ def test_wise_ft_ends_are_the_zero_shot_model_and_the_fine_tune(clip_overrides):
     assert RunFolder(zero.run_dir).status()["status"] == "finished"
     assert "library_name: pytorch" in (zero.run_dir / "README.md").read_text()  # not a plain timm model
     assert not RunFolder(zero.run_dir).timm_config.exists()
+
+
+def test_the_wise_ft_engine_is_one_run_whose_model_is_the_chosen_average(clip_overrides):
+    """train.engine: wise_ft = the lightning fine-tune, then the average with its start chosen on val: at
+    alpha 1 it is the fine-tune (same seed: the same training), otherwise the lerp of the two ends."""
+    from fgvc.train.run import train
+
+    tiny = clip_overrides + ["train.epochs=1", "optim.lr=0.003", "eval.batch_size=64"]
+    plain = train(load_config(None, tiny + ["output.name=finetune"]), progress=False)
+    theta_tuned = load_file(RunFolder(plain.run_dir).weights_file)
+    end = train(load_config(None, tiny + ["output.name=end", "train.engine=wise_ft", "wise_ft.alphas=[1.0]"]),
+                progress=False)
+    assert torch.equal(load_file(RunFolder(end.run_dir).weights_file)["head.weight"], theta_tuned["head.weight"])
+    assert end.test["top1"] == plain.test["top1"] and end.metrics["wise_ft"]["alpha"] == 1.0
+
+    chosen = train(load_config(None, tiny + ["output.name=chosen", "train.engine=wise_ft", "wise_ft.alphas=[0, 0.3, 1]"]),
+                   progress=False)
+    record = chosen.metrics["wise_ft"]
+    assert set(record["val_top1_by_alpha"]) == {"0", "0.3", "1"}
+    assert record["val_top1_by_alpha"][f"{record['alpha']:g}"] == max(record["val_top1_by_alpha"].values())
+    start = zero_shot_start(load_trained(plain.run_dir))
+    saved = load_file(RunFolder(chosen.run_dir).weights_file)
+    for key in ("head.weight", "visual.blocks.2.mlp.fc1.weight"):
+        assert torch.allclose(saved[key], torch.lerp(start[key], theta_tuned[key], record["alpha"]), atol=1e-6)
+    again = load_trained(chosen.run_dir)  # eval, predict and export read the average, not best.ckpt
+    assert torch.equal(again.model.state_dict()["head.weight"], saved["head.weight"])
+    assert RunFolder(chosen.run_dir).status()["status"] == "finished"
+    assert "WiSE-FT average" in (chosen.run_dir / "README.md").read_text()
+
+
+def test_the_wise_ft_engine_refuses_a_head_it_cannot_average(tiny_overrides):
+    with pytest.raises(ConfigError, match="train.engine: wise_ft averages a fine-tune with the zero-shot model .* "
+                                          "model.head_init is random; set model.head_init: zero_shot"):
+        load_config(None, tiny_overrides + ["train.engine=wise_ft"])
+    with pytest.raises(ConfigError, match=r"wise_ft.alphas: settings of train.engine: wise_ft"):
+        load_config(None, tiny_overrides + ["wise_ft.alphas=[0.5]"])
+    with pytest.raises(ConfigError, match=r"every mixing weight must be in \[0, 1\] \(not 1.5\)"):
+        load_config(None, tiny_overrides + ["wise_ft.alphas=[0.5, 1.5]"])
 
 
 def test_wise_ft_refuses_what_it_cannot_average(tiny_overrides):

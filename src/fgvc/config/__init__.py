@@ -15,12 +15,13 @@ from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
 from fgvc.config.section import Section
 from fgvc.config.tip_adapter import TipAdapterConfig
 from fgvc.config.train import PipelineConfig, ProbeConfig, TrainConfig
+from fgvc.config.wise_ft import WiseFtConfig
 from fgvc.config.zero_shot import ZeroShotConfig
 
 __all__ = [
     "AUTO_AUGMENT_ALIASES", "CsvConfig", "DataConfig", "DiffusionConfig", "EvalConfig", "ExecutorConfig",
     "ExperimentConfig", "GanConfig", "LossConfig", "MethodConfig", "MixupConfig", "ModelConfig", "OptimConfig", "OutputConfig",
     "PipelineConfig", "ProbeConfig", "ScheduleConfig", "Section", "StableDiffusionConfig", "StrategyConfig",
-    "SyntheticConfig", "TipAdapterConfig", "TrainConfig", "TransformConfig", "ZeroShotConfig", "apply_overrides", "load_config",
+    "SyntheticConfig", "TipAdapterConfig", "TrainConfig", "TransformConfig", "WiseFtConfig", "ZeroShotConfig", "apply_overrides", "load_config",
     "parse_override", "read_yaml", "validate_config",
 ]

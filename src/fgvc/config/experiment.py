@@ -21,6 +21,7 @@ from fgvc.config.runs import EvalConfig, ExecutorConfig, OutputConfig
 from fgvc.config.section import Section, changed_keys
 from fgvc.config.tip_adapter import TipAdapterConfig
 from fgvc.config.train import ProbeConfig, TrainConfig, reported_metrics
+from fgvc.config.wise_ft import WiseFtConfig
 from fgvc.config.zero_shot import ZeroShotConfig
 from fgvc.registry import ENGINES, METHODS
 
@@ -39,6 +40,7 @@ class ExperimentConfig(Section):
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     zero_shot: ZeroShotConfig = Field(default_factory=ZeroShotConfig)
     tip_adapter: TipAdapterConfig = Field(default_factory=TipAdapterConfig)
+    wise_ft: WiseFtConfig = Field(default_factory=WiseFtConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)

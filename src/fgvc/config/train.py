@@ -88,11 +88,14 @@ class ProbeConfig(Section):
     features: Literal["model", "clip"] = Field(
         "model", description="the frozen network: model = the model section's; clip = the CLIP image tower the "
                              "zero_shot section names, its embedding L2-normalised as CLIP's own")
-    head: Literal["linear", "mlp", "logreg"] = Field(
-        "linear", description="torch linear / MLP head, or scikit-learn's logistic regression")
+    head: Literal["linear", "mlp", "logreg", "regression"] = Field(
+        "linear", description="torch linear / MLP head, scikit-learn's logistic regression, or regression: one "
+                              "ridge output on the class position in [0, 1], rounded to the nearest class "
+                              "(Deitsch et al. 2019; for ordered classes such as ELPV's grades)")
     hidden: int = Field(256, ge=1, description="mlp: hidden width")
     c: Union[Literal["auto"], float] = Field(
-        1.0, description="logreg: inverse regularisation; auto: chosen from a grid by the val split's log-loss")
+        1.0, description="logreg: inverse regularisation (regression: ridge alpha = 1/c); auto: chosen from a "
+                         "grid by the val split's log-loss")
     views: int = Field(0, ge=0, description="0 = one plain view; N = N augmented views per training image")
     runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="the backbone pass in torch (channels_last for CNNs) or ONNX Runtime (CPU, ~7x "

@@ -25,6 +25,7 @@ from fgvc.experiments.jobs import Log, MemberJob
 from fgvc.runfolder import RunFolder
 
 INSTALL_HINT = "pip install 'fgvc[ray]'"
+WAIT_SECONDS = 1.0  # how long the driver waits on Ray at a time before Ctrl-C can reach it
 
 
 def require_ray():
@@ -189,7 +190,11 @@ class RayExecutor:
         pending = list(refs)
         try:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+                # a short timeout, looped: Python's Ctrl-C handler runs between waits (a wait without one
+                # can sit in Ray's C++ code past a SIGINT while the runs go on training)
+                done, pending = ray.wait(pending, num_returns=1, timeout=WAIT_SECONDS)
+                if not done:
+                    continue
                 index = refs[done[0]]
                 try:
                     results[index] = ray.get(done[0])
@@ -203,6 +208,7 @@ class RayExecutor:
                     raise FgvcError(f"{jobs[index].name} finished on a Ray worker, but its run folder "
                                     f"{jobs[index].run_dir} is not visible here: output.dir must be shared storage")
         except KeyboardInterrupt:
+            log("Ctrl-C: stopping the runs on Ray (each keeps its last checkpoint) ...")
             for ref in pending:
                 ray.cancel(ref)  # the run sees KeyboardInterrupt, records 'stopped' and keeps its checkpoints
             with contextlib.suppress(Exception):

@@ -137,8 +137,9 @@ def _head_init_line(metrics: dict[str, Any]) -> str:
     """Where the head started, when not from random init (model.head_init)."""
     head, wise = metrics.get("head_init"), metrics.get("wise_ft")
     if wise:
+        tuned = f"`{wise['finetuned_run']}`" if wise.get("finetuned_run") else "this run's fine-tune (best.ckpt)"
         return (f" The weights are the WiSE-FT average (1 - alpha) x zero-shot + alpha x fine-tuned of "
-                f"`{wise['finetuned_run']}` and its zero-shot start, alpha {wise['alpha']:g} chosen on val.")
+                f"{tuned} and its zero-shot start, alpha {wise['alpha']:g} chosen on val.")
     if not head:
         return ""
     if head.get("how") == "source_classes":

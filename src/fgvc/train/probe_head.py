@@ -14,6 +14,7 @@ from fgvc.config import ExperimentConfig
 from fgvc.errors import ConfigError
 from fgvc.models.heads import mlp_head
 from fgvc.models.logreg import fit_logreg
+from fgvc.models.ordinal_regression import fit_ordinal_ridge
 from fgvc.train.losses import build_loss, class_weights
 from fgvc.train.optim import build_optimizer
 
@@ -33,6 +34,8 @@ def train_head(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes:
         x = x.reshape(-1, x.shape[-1])
     if cfg.probe.head == "logreg":
         return _logistic_regression(cfg, x, y, classes, val)
+    if cfg.probe.head == "regression":
+        return _ordinal_regression(cfg, x, y, classes, val)
     head = _head_module(cfg, x.shape[1], classes)
     loss_fn = build_loss(cfg.loss, np.bincount(y.numpy(), minlength=classes))
     optimizer = build_optimizer([{"params": list(head.parameters()), "lr": cfg.optim.lr,
@@ -119,3 +122,37 @@ def _fit_logreg(cfg: ExperimentConfig, c: float, x: torch.Tensor, y: torch.Tenso
     weights = class_weights(np.bincount(y.numpy(), minlength=classes), cfg.loss.class_weights)
     fit = fit_logreg(x, y, c, class_weight=weights, seed=cfg.seed, standardize=cfg.probe.standardize)
     return fit.to_linear(classes)
+
+
+RIDGE_ALPHA_GRID = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)  # on standardised features
+TEMPERATURE_GRID = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16)  # the softmax of the rounding: probabilities only
+
+
+def _ordinal_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, classes: int,
+                        val: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[nn.Module, list[dict]]:
+    """Deitsch et al.'s regression on the class position, rounded to the nearest class
+    (:mod:`fgvc.models.ordinal_regression`). ``probe.c: auto`` chooses the ridge strength and the
+    probabilities' temperature on the val log-loss (one history row each); a number C fits alpha = 1/C
+    and keeps the middle temperature. ``loss.class_weights`` weigh the images."""
+    weights = class_weights(np.bincount(y.numpy(), minlength=classes), cfg.loss.class_weights)
+    per_image = None if weights is None else weights.double().numpy()[y.numpy()]
+    if cfg.probe.c != "auto":
+        fit = fit_ordinal_ridge(x, y, classes, 1.0 / cfg.probe.c, per_image)
+        return fit.to_linear(classes, TEMPERATURE_GRID[len(TEMPERATURE_GRID) // 2]), []
+    if val is None or not len(val[1]):
+        raise ConfigError("probe.c: auto chooses the regression's strength on the val split; set data.val_fraction > 0")
+    rows, heads = [], []
+    for alpha in RIDGE_ALPHA_GRID:
+        fit = fit_ordinal_ridge(x, y, classes, alpha, per_image)
+        for temperature in TEMPERATURE_GRID:
+            head = fit.to_linear(classes, temperature)
+            with torch.no_grad():
+                logits = head(val[0])
+            rows.append({"epoch": len(rows), "probe_c": 1.0 / alpha, "temperature": temperature,
+                         "val/loss": float(nn.functional.cross_entropy(logits, val[1])),
+                         "val/top1": float((logits.argmax(1) == val[1]).float().mean())})
+            heads.append(head)
+    best = min(range(len(rows)), key=lambda i: rows[i]["val/loss"])
+    for i, row in enumerate(rows):
+        row["chosen"] = int(i == best)
+    return heads[best], rows

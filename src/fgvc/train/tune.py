@@ -34,7 +34,8 @@ def _setup(cfg: ExperimentConfig):
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = load_data(cfg.data)
-    model, _ = build_network(cfg, splits.num_classes)
+    # the head starts where training starts it (model.head_init), so the range test sees the same loss surface
+    model, _ = build_network(cfg, splits.num_classes, class_names=splits.class_names)
     module = Classifier(model, cfg, splits.train.class_counts())
     datamodule = build_datamodule(cfg, splits)
     accelerator = "gpu" if cfg.train.accelerator == "cuda" else cfg.train.accelerator

@@ -74,6 +74,52 @@ def test_the_engine_writes_a_run_that_loads_back_with_the_same_probabilities(zer
     assert torch.allclose(probs, written, atol=1e-5)
 
 
+def test_grad_cam_on_the_open_clip_tower_weighs_its_last_block_tokens(zero_shot_overrides):
+    """Not the patch-embedding convolution (the last Conv2d of the tower): the last residual block's
+    tokens, reshaped to the patch grid without the class token."""
+    from fgvc.explain.cam import class_activation_maps, image_tower, target_layer, vit_reshape
+    from fgvc.explain.run_explain import choose_method
+    from fgvc.train.run import train
+
+    run = load_trained(train(load_config(None, zero_shot_overrides), progress=False).run_dir)
+    tower = image_tower(run.model)
+    assert target_layer(tower) is run.model.visual.transformer.resblocks[-1].ln_1
+    grid = vit_reshape(tower)(torch.zeros(2, 1 + 16, 64))  # 32 px / patch 8: 4 x 4 patches after the class token
+    assert grid.shape == (2, 64, 4, 4)
+    assert choose_method(run, None) == "gradcam"
+    torch.manual_seed(0)
+    maps = class_activation_maps(run.model, torch.randn(2, 3, TOWER_PX, TOWER_PX))
+    assert maps.shape == (2, TOWER_PX, TOWER_PX) and all(m.max() > m.min() for m in maps)
+
+
+def test_a_siglip_shaped_model_keeps_its_logit_bias_and_its_timm_trunk_explains(tiny_overrides, tmp_path):
+    """SigLIP's shape offline: a timm ViT trunk with attention-pool (MAP) pooling inside open_clip's
+    TimmModel, a learned logit bias (init -10). Only the tokenizer differs: SigLIP's comes from the
+    Hugging Face hub, so this model uses CLIP's (its name has no 'siglip', which would fetch it)."""
+    from fgvc.explain.cam import class_activation_maps, image_tower, target_layer
+    from fgvc.train.run import train
+
+    config = {"embed_dim": 192, "init_logit_bias": -10.0,
+              "vision_cfg": {"timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False,
+                             "timm_pool": "map", "timm_proj": "none", "image_size": 224},
+              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
+                           "no_causal_mask": True, "proj_bias": True, "pool_type": "last"}}
+    (tmp_path / "fgvc-tiny-sigmoid.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "fgvc-tiny-sigmoid.json")
+    torch.manual_seed(0)
+    weights = tmp_path / "sigmoid.pt"
+    torch.save(open_clip.create_model("fgvc-tiny-sigmoid").state_dict(), weights)
+    overrides = tiny_overrides + ["train.engine=zero_shot", "data.transforms.resize=256", "data.transforms.crop=224",
+                                  "zero_shot.model=fgvc-tiny-sigmoid", "zero_shot.pretrained=null",
+                                  f"zero_shot.pretrained_file={weights}", "zero_shot.templates=photo"]
+    run = load_trained(train(load_config(None, overrides), progress=False).run_dir)
+    assert torch.all(run.model.head.bias == -10.0)  # the logit bias is the head's bias
+    tower = image_tower(run.model)  # open_clip's TimmModel -> its timm trunk
+    assert type(tower).__name__ == "VisionTransformer" and target_layer(tower) is tower.blocks[-1].norm1
+    maps = class_activation_maps(run.model, torch.randn(1, 3, 224, 224))
+    assert maps.shape == (1, 224, 224) and maps.max() > maps.min()
+
+
 def test_onnx_export_of_tower_and_head_gives_torchs_logits(zero_shot_overrides, tmp_path):
     pytest.importorskip("onnxruntime")
     from fgvc.export.run_export import export_run

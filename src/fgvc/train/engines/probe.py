@@ -49,6 +49,9 @@ class ProbeEngine(Engine):
                              f"{cfg.strategy.name}: use strategy.name: linear, or train.engine: lightning")
         if p.standardize and p.head != "logreg":
             raise ValueError("probe.standardize applies to probe.head: logreg only; remove it or use logreg")
+        if p.head == "regression" and cfg.loss.name != "ce":
+            raise ValueError(f"loss.name {cfg.loss.name!r} cannot be used with probe.head: regression (a ridge "
+                             "regression's squared error; loss.class_weights still weigh the images); use loss.name: ce")
         if p.head == "logreg" and cfg.loss.name != "ce":
             raise ValueError(
                 f"loss.name {cfg.loss.name!r} cannot be used with probe.head: logreg (scikit-learn's logistic "
