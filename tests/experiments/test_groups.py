@@ -12,9 +12,10 @@ from fgvc.data import load_data
 from fgvc.errors import FgvcError
 from fgvc.experiments.compare import compare_groups
 from fgvc.experiments.crossval import crossval
-from fgvc.experiments.groups import write_group
+from fgvc.experiments.groups import check_member_config, write_group
 from fgvc.experiments.repeat import parse_seeds, repeat
 from fgvc.experiments.sweep import parse_grid, sweep
+from fgvc.train.run import train
 
 runner = CliRunner()
 
@@ -75,6 +76,30 @@ def test_a_member_is_not_reused_or_resumed_with_another_config(tiny_overrides, t
         a for o in tiny_overrides + ["train.epochs=1", "train.batch_size=3"] for a in ("--set", o)]])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "train.batch_size" in result.output and "another --out" in result.output
+
+
+def test_a_member_drawn_with_another_limit_seed_is_refused(tiny_overrides, tmp_path):
+    # an older fgvc drew k-shot images with data.split_seed and its config.yaml has no data.limit_seed:
+    # only the seed metrics.json records tells such a folder from a new one
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1", "data.limit_per_class=2", "seed=5"])
+    run_dir = tmp_path / "g" / "seed-5"
+    train(cfg, run_dir=run_dir, progress=False)
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["limit_per_class"]["seed"] == 5
+    check_member_config(cfg, run_dir)  # the seed it drew with: reused
+    metrics["limit_per_class"]["seed"] = 0  # as an older fgvc wrote it (split_seed 0)
+    metrics_file.write_text(json.dumps(metrics))
+    with pytest.raises(FgvcError, match=r"seed-5 drew its data.limit_per_class images with seed 0 .*with seed 5; "
+                                        r"set data.limit_seed=0 to reuse its draw, or choose another --out") as err:
+        check_member_config(cfg, run_dir)
+    assert "\n" not in str(err.value)
+    # data.limit_seed set to the recorded seed reuses it, though config.yaml has limit_seed null
+    check_member_config(load_config(None, tiny_overrides + ["train.epochs=1", "data.limit_per_class=2", "seed=5",
+                                                            "data.limit_seed=0"]), run_dir)
+    with pytest.raises(FgvcError, match=r"another config \(data.limit_seed: None there, 7 now\)"):  # not its draw
+        check_member_config(load_config(None, tiny_overrides + ["train.epochs=1", "data.limit_per_class=2",
+                                                                "seed=5", "data.limit_seed=7"]), run_dir)
 
 
 def test_parse_seeds():

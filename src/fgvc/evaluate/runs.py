@@ -116,12 +116,19 @@ def load_fitting(model: nn.Module, state: dict[str, torch.Tensor], path: Path, f
     """``state`` into ``model``, or one line when it is another network's or has another class count:
     the file, what it holds (its classes; its model when the run it came from can be found) and what
     the run expects (instead of torch's line per mismatched tensor)."""
+    check_fitting(model, state, path, folder, cfg, num_classes, advice, origin)
+    model.load_state_dict(state)
+
+
+def check_fitting(model: nn.Module, state: dict[str, torch.Tensor], path: Path, folder: RunFolder,
+                  cfg: ExperimentConfig, num_classes: int, advice: str, origin: Optional[RunFolder] = None) -> None:
+    """Nothing when ``state`` fits ``model`` (same tensor names and shapes), else :func:`load_fitting`'s
+    one line; ``model`` is left as it was."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if not (missing or unexpected or reshaped):
-        model.load_state_dict(state)
         return
     head = f"{classifier_name(model)}.weight"
     held_classes = _classes_held(state, head)

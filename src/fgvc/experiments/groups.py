@@ -59,13 +59,31 @@ def check_member_config(cfg: ExperimentConfig, run_dir: Path) -> None:
     folder = RunFolder(run_dir)
     if not folder.config_file.is_file() or not (folder.metrics_file.is_file() or folder.last_checkpoint.is_file()):
         return
+    drawn = recorded_draw_seed(folder)
     diffs = config_differences(cfg, run_dir)
+    if drawn is not None and drawn == cfg.data.limit_draw_seed:  # data.limit_seed set to the seed it drew with
+        diffs = [d for d in diffs if d[0] != "data.limit_seed"]
     if diffs:
         key, theirs, ours = diffs[0]
         more = f" and {len(diffs) - 1} more key(s)" if len(diffs) > 1 else ""
         raise FgvcError(f"{run_dir} was trained with another config ({key}: {theirs!r} there, {ours!r} now{more}); "
                         f"a member is reused only with its own config: choose another --out, or delete {run_dir} "
                         "to train it again")
+    # a folder made by an older fgvc drew its k-shot images with data.split_seed, and its config.yaml
+    # reads data.limit_seed as null exactly like a new one: only metrics.json tells the two apart
+    if drawn is not None and cfg.data.limit_per_class is not None and drawn != cfg.data.limit_draw_seed:
+        raise FgvcError(f"{run_dir} drew its data.limit_per_class images with seed {drawn} ({folder.METRICS}), "
+                        f"the config now draws them with seed {cfg.data.limit_draw_seed}; set data.limit_seed="
+                        f"{drawn} to reuse its draw, or choose another --out, or delete {run_dir} to train it again")
+
+
+def recorded_draw_seed(folder: RunFolder) -> Optional[int]:
+    """The seed metrics.json says the run's data.limit_per_class images were drawn with (None: not recorded)."""
+    try:
+        drawn = json.loads(folder.metrics_file.read_text()).get("limit_per_class", {}).get("seed")
+    except (OSError, ValueError, AttributeError):  # no metrics.json (a killed run), or not one fgvc wrote
+        return None
+    return drawn if isinstance(drawn, int) else None
 
 
 def run_member(cfg: ExperimentConfig, run_dir: Path, progress: bool = False,

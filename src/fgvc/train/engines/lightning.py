@@ -24,12 +24,13 @@ from fgvc.data.decoded_cache import with_decoded_images
 from fgvc.data.device_decode import EncodedImageDataset, Planner, collate_encoded
 from fgvc.data.images import ImageList
 from fgvc.data.transforms import transforms_for
+from fgvc.evaluate.runs import check_fitting, checkpoint_origin
 from fgvc.models.assembly import build_network
 from fgvc.models.head_init import head_init_metrics
 from fgvc.models.strategies import count_parameters, opens_over_epochs
 from fgvc.progress import show_progress
 from fgvc.registry import register_engine
-from fgvc.runfolder import RunFolder
+from fgvc.runfolder import RunFolder, read_checkpoint
 from fgvc.train.callbacks import EpochProgressBar, EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
 from fgvc.train.checkpoint_io import AtomicCheckpointIO
 from fgvc.train.engines.base import Engine
@@ -56,6 +57,8 @@ class LightningEngine(Engine):
         # a resumed run's weights come from its checkpoint: no download, no weights file
         self.model, self.weights_report = build_network(self.cfg, splits.num_classes, pretrained=resume_from is None,
                                                         class_names=splits.class_names)
+        if resume_from is not None:
+            check_resumable(self.model, resume_from, self.cfg, splits.num_classes)
 
     def take_folder(self, folder: Optional[RunFolder]) -> tuple[RunFolder, bool]:
         launched = ddp_child_folder()
@@ -86,6 +89,20 @@ class LightningEngine(Engine):
             return None
         return Fitted(trainer.current_epoch, parameters, self.weights_report,
                       extra=head_init_metrics(self.weights_report))
+
+
+def check_resumable(model: torch.nn.Module, checkpoint_file: Path, cfg: ExperimentConfig, num_classes: int) -> None:
+    """One line, before the Trainer loads it, when the checkpoint a resume goes on from holds another
+    network than the run's config builds (a last.ckpt copied from another run, an edited config.yaml):
+    Lightning's strict load would print a traceback with a line per mismatched tensor."""
+    folder = RunFolder(Path(checkpoint_file).parent.parent)
+    checkpoint = read_checkpoint(checkpoint_file, mmap=True)
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    origin = checkpoint_origin(checkpoint)
+    elsewhere = origin is not None and origin.path.resolve() != folder.path.resolve() and origin.path.is_dir()
+    advice = (f"start the run again without --resume, or resume the run it was written in"
+              f"{f' (`fgvc train --resume {origin.path}`)' if elsewhere else ''}")
+    check_fitting(model, state, Path(checkpoint_file), folder, cfg, num_classes, advice, origin=origin)
 
 
 def build_datamodule(cfg: ExperimentConfig, splits: DataSplits, start_epoch: int = 0) -> FgvcDataModule:
