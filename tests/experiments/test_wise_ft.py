@@ -212,3 +212,32 @@ def test_the_command_says_in_one_line_what_is_wrong(tiny_overrides, tmp_path):
     result = CliRunner().invoke(app, ["wise-ft", str(tmp_path), "--alphas", "0,2"])
     assert result.exit_code != 0 and "every mixing weight must be in [0, 1] (not 2.0)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_clip_few_shot_study_plan_runs_every_arm_and_pairs_them(clip_overrides, tmp_path):
+    """configs/study_clip_fewshot's own plan, question shots_2, on tiny random towers: zero-shot, the probe
+    on CLIP features, Tip-Adapter, Tip-Adapter-F, the fine-tune and WiSE-FT, each over two seeds (two
+    k-shot draws), every arm paired with zero-shot; then WiSE-FT paired with its own fine-tune."""
+    from pathlib import Path
+
+    from fgvc.experiments.study import study
+
+    extra = [o for o in clip_overrides if not o.startswith("output.")] + [
+        "train.epochs=1", "schedule.warmup_epochs=0"]
+    plan = Path(__file__).resolve().parents[2] / "configs" / "study_clip_fewshot"
+    out = tmp_path / "clip_study"
+    result = study(plan, seeds=[0, 1], out=out, questions=["shots_2"], overrides=extra, log=lambda _: None)
+    shots = result["questions"]["shots_2"]
+    assert "error" not in shots, shots.get("error")
+    arms = {a["arm"]: a for a in shots["arms"]}
+    assert set(arms) == {"zero_shot", "linear_probe_2", "tip_adapter_2", "tip_adapter_f_2", "finetune_2", "wise_ft_2"}
+    assert all(a["seeds"] == 2 and 0 <= a["metrics"]["top1"]["mean"] <= 1 for a in arms.values())
+    assert {(c["a"], c["b"]) for c in shots["comparisons"] if c["metric"] == "top1"} == {
+        ("zero_shot", arm) for arm in arms if arm != "zero_shot"}
+    for seed in (0, 1):  # each seed drew its own 2 shots per class (3 classes), recorded in the run
+        member = Path(arms["finetune_2"]["group"]) / f"seed-{seed}"
+        drawn = json.loads((member / "metrics.json").read_text())["limit_per_class"]
+        assert drawn == {"per_class": 2, "seed": seed, "train_images": 6}
+        wise = json.loads((Path(arms["wise_ft_2"]["group"]) / f"seed-{seed}" / "metrics.json").read_text())
+        assert wise["limit_per_class"] == drawn and 0 <= wise["wise_ft"]["alpha"] <= 1
+    assert "wise_ft_2" in (out / "tables.md").read_text()
