@@ -114,3 +114,27 @@ def test_ensemble_reads_saved_predictions_and_builds_no_model(two_runs, monkeypa
         assert saved[combine]["ensemble"]["ece"] == pytest.approx(predicted[combine]["ensemble"]["ece"], abs=1e-5)
         assert saved[combine]["ensemble"]["confusion_matrix"] == predicted[combine]["ensemble"]["confusion_matrix"]
         assert saved[combine]["members_mean"]["top1"] == predicted[combine]["members_mean"]["top1"]
+
+
+def test_probe_runs_record_what_made_their_predictions_so_an_ensemble_reads_them(tiny_overrides, tmp_path):
+    """Engines that predict the splits themselves (probe, zero-shot, Tip-Adapter, WiSE-FT) say so in
+    metrics_<split>.json like `fgvc eval` does: an ensemble of probes reads their CSVs, builds no model,
+    and gets what predicting again gives."""
+    import shutil
+
+    from fgvc.runfolder import RunFolder
+
+    probe = tiny_overrides + ["train.engine=probe", "probe.head=logreg"]
+    a = train(load_config(None, probe), progress=False)
+    b = train(load_config(None, probe + ["probe.c=0.1", "output.name=other"]), progress=False)
+    assert RunFolder(a.run_dir).predicted_with("test") == {"checkpoint": "best", "tta": []}
+    predicted = {}
+    for run in (a, b):  # what a member predicted again gives
+        predicted[run.run_dir] = evaluate_split(load_trained(run.run_dir), "test", write=False)
+    for run in (a, b):  # no checkpoints: no model can be built, the saved predictions must do
+        shutil.move(run.run_dir / "checkpoints", tmp_path / f"{run.run_dir.name}-checkpoints")
+    saved = ensemble_runs([a.run_dir, b.run_dir])
+    assert [m["predictions"] for m in saved["members"]] == ["saved", "saved"]
+    for member, run in zip(saved["members"], (a, b)):
+        assert member["top1"] == predicted[run.run_dir]["top1"]
+        assert member["auroc_macro"] == pytest.approx(predicted[run.run_dir]["auroc_macro"], abs=1e-4)

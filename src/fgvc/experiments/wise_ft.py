@@ -45,5 +45,5 @@ def wise_ft(run_dir: Path, alphas: Sequence[float] = DEFAULT_ALPHAS, progress: b
 
         folder.checkpoints.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in mixed.state.items()}, str(folder.weights_file))
-        fitted = Fitted(0, count_parameters(finetuned.model), None, mixed.probabilities, extra)
+        fitted = Fitted(0, count_parameters(finetuned.model), None, mixed.probabilities, extra, tta=cfg.eval.tta)
         return finish(cfg, folder, splits, fitted, time.perf_counter() - started)

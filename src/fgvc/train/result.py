@@ -36,6 +36,8 @@ class Fitted:
     ``probabilities``: split -> class probabilities (N x C), where the engine predicted the splits
     itself (the probe, from cached features); otherwise the finish evaluates ``best.ckpt``.
     ``extra``: engine-specific entries of metrics.json (the probe's feature-cache hits, its C).
+    ``tta``: the test-time views those probabilities averaged (none: the plain view), recorded with the
+    predictions so that an ensemble with the same views reads them instead of predicting again.
     """
 
     epochs: int
@@ -43,6 +45,7 @@ class Fitted:
     weights_report: Any = None
     probabilities: Optional[dict[str, torch.Tensor]] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tta: Sequence[str] = ()
 
 
 def finish(cfg: ExperimentConfig, folder: RunFolder, splits: DataSplits, fitted: Fitted, train_seconds: float,
@@ -71,7 +74,9 @@ def finish(cfg: ExperimentConfig, folder: RunFolder, splits: DataSplits, fitted:
         for split in labelled:
             images, probs = getattr(splits, split), fitted.probabilities[split]
             metrics[split] = compute_metrics(probs, torch.as_tensor(images.labels), splits.class_names, cfg.eval.top_k)
-            folder.write_metrics(metrics[split], split)
+            # the run's model (what load_trained builds) made them: an ensemble with these views reads them
+            made = {"checkpoint": RunFolder.BEST, "tta": list(fitted.tta)}
+            folder.write_metrics({**metrics[split], RunFolder.PREDICTED_WITH: made}, split)
             write_predictions_csv(folder.predictions_file(split), images, probs)
     finish_run_folder(folder.path, metrics, splits.class_names)
     return RunResult(folder.path, metrics)

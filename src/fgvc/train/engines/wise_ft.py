@@ -60,7 +60,7 @@ class WiseFtEngine(LightningEngine):
         save_file({k: v.contiguous() for k, v in mixed.state.items()}, str(folder.weights_file))
         record = {**mixed.record(), "finetuned_weights": f"{RunFolder.CHECKPOINTS}/{RunFolder.BEST}.ckpt"}
         return Fitted(fitted.epochs, fitted.parameters, fitted.weights_report, mixed.probabilities,
-                      {**fitted.extra, "wise_ft": record})
+                      {**fitted.extra, "wise_ft": record}, tta=self.cfg.eval.tta)
 
 
 def zero_shot_start(run: TrainedRun) -> dict[str, torch.Tensor]:

@@ -78,4 +78,4 @@ class ZeroShotEngine(Engine):
         head = sum(p.numel() for p in model.head.parameters())
         extra = {"zero_shot": {"clip": self.source, "classes": len(splits.class_names), "head_parameters": head,
                                "preprocessing": describe_preprocessing(cfg)}}
-        return Fitted(0, (total, 0), f"open_clip {self.source}", probabilities, extra)
+        return Fitted(0, (total, 0), f"open_clip {self.source}", probabilities, extra, tta=tta)
