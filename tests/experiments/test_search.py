@@ -60,7 +60,7 @@ def test_search_prunes_never_sees_test_and_confirms_its_winner(tiny_overrides, t
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
     try:
-        cfg = load_config(None, tiny_overrides + ["train.epochs=4"])
+        cfg = load_config(None, tiny_overrides + ["train.epochs=3"])
         space = write_space(tmp_path, "optim.lr: {loguniform: [1.0e-3, 1.0e-1]}\n"
                                       "optim.name: {choice: [sgd, adamw]}\n")
         record = search(cfg, space, trials=6, search_dir=tmp_path / "s", seeds=[1, 2, 3],
@@ -76,9 +76,9 @@ def test_search_prunes_never_sees_test_and_confirms_its_winner(tiny_overrides, t
             metrics = json.loads(metrics_file.read_text())
             assert "val" in metrics and "test" not in metrics  # the search never evaluates test
             assert trial["value"] == metrics["val"]["top1"]
-            assert trial["curve"][-1]["epoch"] == 4
+            assert trial["curve"][-1]["epoch"] == 3
         else:
-            assert not metrics_file.exists() and trial["epochs"] < 4
+            assert not metrics_file.exists() and trial["epochs"] < 3
             assert "pruned by ASHA" in json.loads(
                 (tmp_path / "s" / "trials" / f"trial-{trial['trial']}" / "run.json").read_text())["reason"]
     best = max((t for t in trials if t["status"] == "completed"), key=lambda t: t["value"])

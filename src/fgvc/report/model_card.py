@@ -89,11 +89,15 @@ def model_card(cfg: ExperimentConfig, metrics: dict[str, Any], class_names: list
     front = ["---", "library_name: timm" if timm_reason is None else "library_name: pytorch",
              "pipeline_tag: image-classification", "tags:", "- image-classification", "- fgvc",
              f"- {network_name(cfg).split(' + ')[0]}", f"datasets:\n- {d.name}", "metrics:\n- accuracy\n- f1", "---"]
-    recipe = (f"`{network_name(cfg)}` ({'pretrained' if m.pretrained else 'from scratch'}), engine `{t.engine}`, "
-              f"strategy `{s.name}` ({describe_strategy(s)})"
-              + f", {d.transforms.crop} px, optimizer `{o.name}` lr {o.lr:g} weight decay {o.weight_decay:g}, "
-              f"schedule `{cfg.schedule.name}`, loss `{cfg.loss.name}` (class weights {cfg.loss.class_weights}), "
-              f"{t.epochs} epoch{'s' if t.epochs != 1 else ''} of batch {t.batch_size}, seed {cfg.seed}")
+    if ENGINES.info(t.engine).get("reports_epochs", True):
+        recipe = (f"`{network_name(cfg)}` ({'pretrained' if m.pretrained else 'from scratch'}), engine `{t.engine}`, "
+                  f"strategy `{s.name}` ({describe_strategy(s)})"
+                  + f", {d.transforms.crop} px, optimizer `{o.name}` lr {o.lr:g} weight decay {o.weight_decay:g}, "
+                  f"schedule `{cfg.schedule.name}`, loss `{cfg.loss.name}` (class weights {cfg.loss.class_weights}), "
+                  f"{t.epochs} epoch{'s' if t.epochs != 1 else ''} of batch {t.batch_size}, seed {cfg.seed}")
+    else:  # no epoch loop (probe, zero-shot, Tip-Adapter): no optimizer, schedule or epochs to name
+        recipe = (f"`{network_name(cfg)}`, engine `{t.engine}` ({ENGINES.doc(t.engine)}), {d.transforms.crop} px, "
+                  f"seed {cfg.seed}")
     parts = ["\n".join(front), f"# {run_name}", "",
              f"A fine-grained image classifier trained with fgvc on **{d.name}**"
              + (f" (label: {d.label or labels[0]})" if labels else "") + f": {len(class_names)} classes "

@@ -65,6 +65,7 @@ def test_the_engine_writes_a_run_that_loads_back_with_the_same_probabilities(zer
     assert folder.report_file.is_file() and len(folder.predictions("test")) == 12
     card = (folder.path / "README.md").read_text()  # the model card names the CLIP tower, not model.name
     assert f"`{TINY}`" in card and "library_name: pytorch" in card and "resnet" not in card
+    assert "engine `zero_shot` (" in card and "optimizer" not in card and "epoch" not in card  # nothing trained
 
     run = load_trained(folder.path)
     assert run.cfg.data.transforms.crop == TOWER_PX and run.norm.interpolation == "bicubic"
