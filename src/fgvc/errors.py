@@ -58,3 +58,8 @@ class DiskFullError(FgvcError):
     def __init__(self, message: str, path: str = ""):
         super().__init__(message)
         self.path = path
+
+
+class ReportError(FgvcError):
+    """A report or export cannot read a record it is made from (study.json, summary.json ...) or cannot
+    write its files; the message names the file."""

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from fgvc.cli import app
 from fgvc.config import load_config
+from fgvc.errors import ReportError
 from fgvc.experiments.groups import summarize_group, write_group
 from fgvc.experiments.repeat import repeat
 from fgvc.report.frames import groups_question, question_frame
@@ -155,6 +156,41 @@ def test_a_real_repeat_group_and_a_study_compile_to_a_paper(tiny_overrides, tmp_
     assert bad.exit_code != 0 and "nothing to export" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(app, ["report", str(tmp_path / "my_group"), "--format", "pdf"])
     assert bad.exit_code != 0 and "choose html or latex" in bad.output
+
+
+def _one_line(result):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_an_unwritable_paper_folder_is_one_line_naming_it(tmp_path):
+    group = fake_group(tmp_path / "g", BASELINE)
+    (tmp_path / "afile").write_text("not a folder")
+    paper = tmp_path / "afile" / "paper"  # a folder under a regular file: NotADirectoryError
+    with pytest.raises(ReportError, match=rf"cannot write {re.escape(str(paper))}.*: Not a directory; choose an "
+                                          r"--out / --paper folder you can write to"):
+        export_latex([group], paper=paper)
+    line = _one_line(runner.invoke(app, ["report", str(group), "--format", "latex", "--paper", str(paper)]))
+    assert str(paper) in line and "Not a directory" in line and "--paper" in line
+    # tables written elsewhere, the paper alone unwritable: named too
+    line = _one_line(runner.invoke(app, ["report", str(group), "--format", "latex", "--out", str(tmp_path / "o"),
+                                         "--paper", str(paper)]))
+    assert f"cannot write {paper}" in line
+
+
+@pytest.mark.parametrize("record", ["summary.json", "study.json"])
+def test_a_damaged_summary_or_study_json_is_one_line_naming_it(tmp_path, record):
+    folder = fake_group(tmp_path / "g", BASELINE)
+    if record == "study.json":
+        folder = tmp_path / "study"
+        folder.mkdir()
+    (folder / record).write_text('{"kind": "repeat", "metrics": {"test": ')  # cut short
+    with pytest.raises(ReportError, match=rf"{re.escape(str(folder / record))} is damaged \(not valid JSON: "):
+        export_latex([folder], paper=tmp_path / "paper")
+    line = _one_line(runner.invoke(app, ["report", str(folder), "--format", "latex", "--paper", str(tmp_path / "p")]))
+    assert str(folder / record) in line and "damaged" in line and "again" in line
 
 
 def test_every_folder_kind_exports_its_tables(tmp_path):

@@ -106,6 +106,23 @@ def test_resume_from_best_after_a_corrupt_last(killed_run):
     assert RunFolder(killed_run).status()["status"] == "finished"
 
 
+def test_resume_from_another_networks_checkpoint_is_one_clear_line(killed_run, tiny_overrides):
+    other = train(load_config(None, tiny_overrides + ["model.name=resnet18", "output.name=other"]),
+                  progress=False).run_dir
+    last = killed_run / "checkpoints" / "last.ckpt"
+    shutil.copyfile(other / "checkpoints" / "last.ckpt", last)  # a last.ckpt copied from another run
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(last))} holds resnet18 from .* but .* expects "
+                                              r"resnet10t with 3 classes .*another network"):
+        resume(killed_run, progress=False)
+    result = runner.invoke(app, ["train", "--resume", str(killed_run), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(last) in lines[0], result.output
+    assert "without --resume" in lines[0] and f"fgvc train --resume {other}" in lines[0]
+    assert "Traceback" not in result.output and "state_dict" not in result.output
+    assert RunFolder(killed_run).status()["status"] == "failed"  # the refused resume changed nothing
+
+
 def test_eval_predict_explain_ensemble_on_a_corrupt_checkpoint(finished_run, colour_data):
     best = finished_run / "checkpoints" / "best.ckpt"
     best.write_bytes(best.read_bytes()[:1000])

@@ -20,6 +20,7 @@ import pandas as pd
 
 from fgvc.evaluate.stats import Comparison, b_is_better, compare_values, lower_is_better, metric_range, significant
 from fgvc.groupfolder import GroupFolder
+from fgvc.report.records import read_record
 from fgvc.runfolder import RunFolder
 
 SHORT_NAMES = {"top1": "top-1", "f1_macro": "macro F1", "auroc_macro": "AUROC", "ece": "ECE"}
@@ -181,7 +182,7 @@ def groups_question(group_dirs: Sequence[Path], split: str = "test", metrics: Op
     names = list(names or [g.name for g in group_dirs])
     arms, comparisons, seeds = [], [], None
     for i, (name, group) in enumerate(zip(names, group_dirs)):
-        summary = json.loads(GroupFolder(group).summary_file.read_text())
+        summary = read_record(GroupFolder(group).summary_file)
         table = summary["metrics"].get(split, {})
         chosen = question_metrics({"arms": [{"metrics": table}]}, metrics)
         seconds = summary["metrics"].get("time", {}).get("train_seconds", {}).get("mean")

@@ -9,18 +9,19 @@ PAPER/main.tex           \\input's the tables and \\includegraphics the figures
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from fgvc.errors import FgvcError
+from fgvc.errors import FgvcError, ReportError
 from fgvc.groupfolder import GroupFolder
 from fgvc.report import latex, paper_figures
 from fgvc.report.frames import groups_question, question_frame, summary_frame, values_frame
+from fgvc.report.records import read_record
 from fgvc.runfolder import RunFolder
 
 EXPORT_DIR = "latex"  # PATH/latex/ unless --out says otherwise
@@ -82,15 +83,33 @@ def export_latex(paths: Sequence[Path], out: Optional[Path] = None, ci_brackets:
             raise FgvcError(f"{missing[0]} is not a run group (no {GroupFolder.SUMMARY}): a compare takes the "
                             "folders of fgvc repeat, crossval or sweep cells")
         export = Export(out, "Comparison of " + ", ".join(p.name for p in paths))
-        _compare(export, groups_question(paths, split, title=export.title), ci_brackets, "compare")
     else:
-        path = paths[0]
-        kind = folder_kind(path)
-        export = Export(out, f"{kind}: {path.name}")
-        EXPORTERS[kind](export, path, ci_brackets, split)
-    if paper is not None:
-        export.paper = write_paper(export, Path(paper))
+        kind = folder_kind(paths[0])
+        export = Export(out, f"{kind}: {paths[0].name}")
+    with written_or_one_line(out, paper):
+        if len(paths) > 1:
+            _compare(export, groups_question(paths, split, title=export.title), ci_brackets, "compare")
+        else:
+            EXPORTERS[kind](export, paths[0], ci_brackets, split)
+        if paper is not None:
+            export.paper = write_paper(export, Path(paper))
     return export
+
+
+@contextlib.contextmanager
+def written_or_one_line(out: Path, paper: Optional[Path]) -> Iterator[None]:
+    """An OSError (a read-only folder, a path under a file, a full disk) as one line naming the file:
+    one the export writes (under ``out`` or ``paper``), or one it reads."""
+    try:
+        yield
+    except OSError as exc:
+        name = Path(exc.filename) if exc.filename else out
+        targets = [Path(out).absolute()] + ([Path(paper).absolute()] if paper is not None else [])
+        if any(t == name.absolute() or t in name.absolute().parents or name.absolute() in t.parents
+               for t in targets):
+            raise ReportError(f"cannot write {name}: {exc.strerror or exc}; choose an --out / --paper folder you "
+                              "can write to") from None
+        raise ReportError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
 # -- one exporter per folder kind -------------------------------------------------------------------
@@ -108,7 +127,7 @@ def _compare(export: Export, question: dict, ci_brackets: bool, prefix: str, roo
 
 
 def _study(export: Export, path: Path, ci_brackets: bool, split: str) -> None:
-    result = json.loads(GroupFolder(path).study_file.read_text())
+    result = read_record(GroupFolder(path).study_file, "run the study again to rewrite it (finished arms are reused)")
     export.title = f"Results of the study {Path(result['study']).name}"
     if "questions" in result:
         answered = [q for q in result["questions"].values() if "error" not in q]
@@ -129,7 +148,7 @@ def _found(group: Path, root: Path) -> Path:
 
 
 def _sweep(export: Export, path: Path, ci_brackets: bool, split: str) -> None:
-    result = json.loads(GroupFolder(path).sweep_file.read_text())
+    result = read_record(GroupFolder(path).sweep_file)
     cells = [_found(Path(c), path) for c in result["cells"]]
     title = "Sweep of " + ", ".join(result["grid"])
     _compare(export, groups_question(cells, split, title=title), ci_brackets, f"sweep-{path.name}")
@@ -137,7 +156,7 @@ def _sweep(export: Export, path: Path, ci_brackets: bool, split: str) -> None:
 
 def _search(export: Export, path: Path, ci_brackets: bool, split: str) -> None:
     folder = GroupFolder(path)
-    record = json.loads(folder.search_file.read_text())
+    record = read_record(folder.search_file)
     if record.get("best"):
         import pandas as pd
 
@@ -155,7 +174,7 @@ def _search(export: Export, path: Path, ci_brackets: bool, split: str) -> None:
 
 def _group(export: Export, path: Path, ci_brackets: bool, split: str) -> None:
     group = GroupFolder(path)
-    summary = json.loads(group.summary_file.read_text())
+    summary = read_record(group.summary_file)
     frame = summary_frame(summary)
     unit = "folds" if summary["kind"] == "crossval" else "seeds"
     keys = [summary["keys"][n] for n in summary["members"]]
@@ -217,7 +236,7 @@ def _run(export: Export, path: Path, ci_brackets: bool, split: str) -> None:
 
 def _ensemble(export: Export, path: Path, ci_brackets: bool, split: str) -> None:
     folder = GroupFolder(path)
-    record = json.loads(folder.ensemble_file.read_text())
+    record = read_record(folder.ensemble_file)
     rows = {Path(m["run"]).name: m for m in record["members"]}
     rows["members' mean"] = record["members_mean"]
     rows["ensemble"] = record["ensemble"]
