@@ -25,7 +25,7 @@ def test_register_check_and_suggest():
 def test_every_builtin_is_registered_and_the_config_accepts_exactly_those():
     assert SOURCES.names() and set(SOURCES.names()) >= {"elpv", "cub200", "image_folder", "kaggle_csv"}
     assert set(STRATEGIES.names()) == {"full", "linear", "partial", "attention", "lora", "gradual"}
-    assert set(ENGINES.names()) == {"lightning", "pipeline", "probe", "tip_adapter", "zero_shot"}
+    assert set(ENGINES.names()) == {"lightning", "pipeline", "probe", "tip_adapter", "wise_ft", "zero_shot"}
     assert set(POOLINGS.names()) == {"avg", "max", "bilinear", "cov"}
     assert set(METHODS.names()) >= {"plain", "bilinear", "isqrt_cov"}
     for key, registry in CONFIG_CHOICES.items():
@@ -33,6 +33,8 @@ def test_every_builtin_is_registered_and_the_config_accepts_exactly_those():
         for value in registry.names():
             shown = f"[{value}]" if key == "probe.pooling" else value
             extra = ["train.engine=probe"] if section == "probe" else []
+            if (key, value) == ("train.engine", "wise_ft"):  # averages a fine-tune with its zero-shot start
+                extra = ["model.head_init=zero_shot"]
             assert getattr(getattr(load_config(None, extra + [f"{key}={shown}"]), section), name) in (value, [value])
         with pytest.raises(ConfigError, match=f"{key}: unknown {registry.what} 'nonsense'; choose one of: "):
             load_config(None, [f"{key}=[nonsense]" if key == "probe.pooling" else f"{key}=nonsense",

@@ -65,6 +65,19 @@ class DclConfig(Section):
                                                            "aircraft)")
 
 
+class ApiNetConfig(Section):
+    """API-Net (Zhuang et al. 2020): pairs of similar images, a mutual vector, gates, a score-ranking loss."""
+
+    hidden: int = Field(512, ge=1, description="width of the mutual vector's MLP: Linear(2D, hidden), dropout, "
+                                               "Linear(hidden, D) (the authors: 512)")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout inside the MLP and on the attentive features "
+                                                        "before the classifier (the authors: 0.5)")
+    margin: float = Field(0.05, ge=0, le=1, description="score ranking: the true class's softmax score from an "
+                                                        "image's own gate must exceed the one from its partner's "
+                                                        "gate by this much")
+    rank_weight: float = Field(1.0, ge=0, description="weight of the score-ranking loss")
+
+
 class TransfgConfig(Section):
     """TransFG (He et al. 2022): the tokens the attention maps single out feed the last block."""
 
@@ -101,6 +114,7 @@ class MethodConfig(Section):
                                         description="bilinear / isqrt_cov: projection and iterations")
     wsdan: WsdanConfig = Field(default_factory=WsdanConfig, description="wsdan: attention maps, crop and drop")
     dcl: DclConfig = Field(default_factory=DclConfig, description="dcl: regions and loss weights")
+    api_net: ApiNetConfig = Field(default_factory=ApiNetConfig, description="api_net: mutual vector and ranking loss")
     transfg: TransfgConfig = Field(default_factory=TransfgConfig, description="transfg: contrastive loss")
     nts: NtsConfig = Field(default_factory=NtsConfig, description="nts: proposals, parts, part size")
 
