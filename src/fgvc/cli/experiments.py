@@ -230,7 +230,7 @@ def study_command(
     """Run every config of a folder (or every question of its questions.yaml) over the same seeds; metrics
     with CIs, parameters, time, memory, paired verdicts."""
     from fgvc.experiments.repeat import parse_seeds
-    from fgvc.experiments.study import base_seed, has_questions, study
+    from fgvc.experiments.study import base_seed, has_questions, study, study_folder
     from fgvc.models.summary import human_bytes
     from fgvc.report.tables import study_markdown
 
@@ -239,7 +239,7 @@ def study_command(
     result = study(folder, parse_seeds(seeds, base_seed(folder, set_)) if seeds else None, out, split, question, set_,
                    log=console.print, executor=runner)
     if questions:
-        console.print(study_markdown(result), highlight=False, markup=False)
+        console.print(study_markdown(result, study_folder(folder, out)), highlight=False, markup=False)
         return
     table = Table(title=f"study {folder} on {split} ({len(result['seeds'])} seeds, mean and 95% CI)")
     for column in ("arm", "top1", "95% CI", "f1_macro", "trainable params", "s / epoch", "activations / image"):

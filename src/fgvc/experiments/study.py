@@ -59,7 +59,7 @@ def study(folder: Path, seeds: Optional[Sequence[int]] = None, out: Optional[Pat
     folder of configs).
     ``questions``: only these questions of a questions.yaml; ``overrides``: key.path=value for every arm."""
     folder = Path(folder)
-    out = Path(out or Path("runs") / folder.name)
+    out = study_folder(folder, out)
     warning = few_runs_warning(len(seeds)) if seeds is not None else None
     if warning:  # as repeat and crossval say it: two seeds make a paired verdict, not a reliable one
         log(f"warning: {warning}")
@@ -70,6 +70,11 @@ def study(folder: Path, seeds: Optional[Sequence[int]] = None, out: Optional[Pat
     start = base_seed(folder, overrides)
     return configs_study(folder, seeds or [start + i for i in range(DEFAULT_SEED_COUNT)], out, split, overrides,
                          log, executor)
+
+
+def study_folder(folder: Path, out: Optional[Path] = None) -> Path:
+    """Where the study of ``folder`` writes: ``out``, by default runs/<folder name>."""
+    return Path(out or Path("runs") / Path(folder).name)
 
 
 def has_questions(folder: Path) -> bool:
@@ -277,7 +282,8 @@ def questions_study(folder: Path, seeds: Optional[Sequence[int]], out: Path, spl
             message = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log(f"question {question.name} failed, going on with the next one: {message}")
             entry = {"name": question.name, "title": question.title, "error": message}
-        result = record_question(out, header, known, entry, study_markdown)
+        # the same root the LaTeX export passes: arm groups recorded relative to another directory are found
+        result = record_question(out, header, known, entry, lambda r: study_markdown(r, out))
     return result
 
 
