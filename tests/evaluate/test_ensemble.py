@@ -138,3 +138,21 @@ def test_probe_runs_record_what_made_their_predictions_so_an_ensemble_reads_them
     for member, run in zip(saved["members"], (a, b)):
         assert member["top1"] == predicted[run.run_dir]["top1"]
         assert member["auroc_macro"] == pytest.approx(predicted[run.run_dir]["auroc_macro"], abs=1e-4)
+
+
+def test_members_evaluated_on_other_test_images_are_refused(tiny_overrides, colour_data, tmp_path):
+    """Members whose data configs differ are compared image by image (keys, so shards and in-memory
+    pixels count too): another test set is one line naming both runs."""
+    import shutil
+
+    other_test = tmp_path / "other_test"
+    shutil.copytree(colour_data / "test", other_test)
+    next(p for p in sorted(other_test.rglob("*.png"))).unlink()  # one test image fewer
+    a = train(load_config(None, tiny_overrides + ["train.epochs=1"]), progress=False)
+    b = train(load_config(None, tiny_overrides + ["train.epochs=1", f"data.test_root={other_test}",
+                                                  "output.name=other"]), progress=False)
+    with pytest.raises(FgvcError, match=rf"^{b.run_dir} was evaluated on other test images than {a.run_dir}$"):
+        ensemble_runs([a.run_dir, b.run_dir])
+    same = train(load_config(None, tiny_overrides + ["train.epochs=1", "data.split_seed=5", "output.name=same"]),
+                 progress=False)
+    assert len(ensemble_runs([a.run_dir, same.run_dir])["members"]) == 2  # another train/val draw, the same test
