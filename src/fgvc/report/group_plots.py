@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fgvc.report.plots import _column, _epoch_axis  # noqa: E402
+from fgvc.report.plots import epoch_axis, history_column  # noqa: E402
 
 MEMBER_METRICS = ("top1", "f1_macro", "auroc_macro", "recall_macro", "ece")
 
@@ -54,11 +54,11 @@ def plot_member_curves(histories: dict[str, Sequence[dict]], out: Path) -> Path:
     figure, axes = plt.subplots(2, 2, figsize=(10, 7))
     for axis, (key, title) in zip(axes.ravel(), panels):
         for name, rows in histories.items():
-            values = _column(list(rows), key)
+            values = history_column(list(rows), key)
             if rows and not np.all(np.isnan(values)):
                 axis.plot([int(r["epoch"]) + 1 for r in rows], values, marker=".", label=name)
         axis.set_title(title)
-        _epoch_axis(axis)
+        epoch_axis(axis)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fgvc.report.frames import metric_label  # noqa: E402
-from fgvc.report.plots import _column, reliability_bins  # noqa: E402
+from fgvc.report.plots import history_column, reliability_bins  # noqa: E402
 
 COLUMN_WIDTH = 3.3  # inches: one column of a two-column page (CVPR, IEEE, ACM)
 STYLE = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "legend.fontsize": 6, "xtick.labelsize": 6,
@@ -38,7 +38,7 @@ def curves_pdf(histories: dict[str, Sequence[dict]], out: Path) -> Path:
             epochs = [int(r["epoch"]) + 1 for r in rows]
             for axis, key in ((loss, "loss"), (top1, "top1")):
                 for split in (("train", "val") if single else ("val",)):
-                    values = _column(list(rows), f"{split}/{key}")
+                    values = history_column(list(rows), f"{split}/{key}")
                     if rows and not np.all(np.isnan(values)):
                         axis.plot(epochs, values, marker=".", label=split if single else name)
         for axis, title in ((loss, "loss"), (top1, "top-1")):

@@ -24,11 +24,13 @@ def read_history(history_csv: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _column(rows: list[dict], key: str) -> list[float]:
+def history_column(rows: list[dict], key: str) -> list[float]:
+    """One metric of history.csv rows as floats, NaN where an epoch did not record it."""
     return [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
 
 
-def _epoch_axis(axis) -> None:
+def epoch_axis(axis) -> None:
+    """An x axis of whole epochs with a light grid."""
     axis.set_xlabel("epoch")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axis.grid(alpha=0.3)
@@ -39,7 +41,7 @@ def plot_learning_curves(history_csv: Path, out: Path) -> Path:
     like the log) from ``history.csv``."""
     rows = read_history(history_csv)
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    recorded = {key: _column(rows, key) for _, keys in CURVE_PANELS for key in keys}
+    recorded = {key: history_column(rows, key) for _, keys in CURVE_PANELS for key in keys}
     recorded = {key: values for key, values in recorded.items() if not np.all(np.isnan(values))}
     panels = [(title, [k for k in keys if k in recorded]) for title, keys in CURVE_PANELS]
     panels = [(title, keys) for title, keys in panels if keys] or [("loss", [])]  # e.g. a probe logs no lr
@@ -53,7 +55,7 @@ def plot_learning_curves(history_csv: Path, out: Path) -> Path:
         if title == "learning rate" and all(v > 0 for v in recorded["lr"] if not np.isnan(v)):
             axis.set_yscale("log")
         axis.set_title(title)
-        _epoch_axis(axis)
+        epoch_axis(axis)
         if len(keys) > 1 or (keys and "/" in keys[0]):
             axis.legend()
     figure.tight_layout()
