@@ -18,7 +18,9 @@ This module imports nothing of fgvc but the run folder, so every layer may use i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Optional, Sequence
 
 from fgvc.runfolder import RunFolder
 
@@ -89,6 +91,22 @@ class GroupFolder:
 
     def member(self, name: str) -> RunFolder:
         return RunFolder(self.path / name)
+
+    def metric_values(self, split: str, metric: str, keys: Optional[Sequence[int]] = None) -> dict[int, float]:
+        """{seed or fold: value} of one metric over the finished members (only those of ``keys``, if given):
+        what pairs members across groups. {} without a readable group.json."""
+        try:
+            members = json.loads(self.group_file.read_text())["members"]
+        except (OSError, ValueError, KeyError):
+            return {}
+        found = {}
+        for name, info in members.items():
+            member, key = self.member(name), int(info.get("fold", info.get("seed", 0)))
+            if member.metrics_file.is_file() and (keys is None or key in keys):
+                value = member.metrics().get(split, {}).get(metric)
+                if isinstance(value, (int, float)):
+                    found[key] = float(value)
+        return found
 
     # -- a sweep, a study ---------------------------------------------------------------------
     @property

@@ -157,14 +157,10 @@ def member_key(group: dict[str, Any], name: str) -> int:
 
 
 def values(group_dir: Path, split: str, metric: str, keys: Optional[Sequence[int]] = None) -> dict[int, float]:
-    """{seed or fold: value} of one metric over a group's finished members (those of ``keys`` only, if given)."""
-    group = read_group(group_dir)
-    out = {}
-    for name, metrics in member_metrics(group_dir).items():
-        key = member_key(group, name)
-        if split in metrics and metric in metrics[split] and (keys is None or key in keys):
-            out[key] = float(metrics[split][metric])
-    return out
+    """{seed or fold: value} of one metric over a group's finished members (those of ``keys`` only, if given);
+    one clear error when ``group_dir`` is not a group."""
+    read_group(group_dir)
+    return GroupFolder(group_dir).metric_values(split, metric, keys)
 
 
 def summarize_group(group_dir: Path, confidence: float = 0.95, bootstrap: int = 0,

@@ -10,7 +10,6 @@ significantly better than every other arm by a paired test over the seeds.
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -21,7 +20,6 @@ import pandas as pd
 from fgvc.evaluate.stats import Comparison, b_is_better, compare_values, lower_is_better, metric_range, significant
 from fgvc.groupfolder import GroupFolder
 from fgvc.report.records import read_record
-from fgvc.runfolder import RunFolder
 
 SHORT_NAMES = {"top1": "top-1", "f1_macro": "macro F1", "auroc_macro": "AUROC", "ece": "ECE"}
 COMPARISON_FIELDS = {f.name for f in fields(Comparison)}
@@ -50,22 +48,6 @@ def verdict_word(c: Comparison) -> str:
 
 
 # -- the members' values, paired by seed (or fold) -------------------------------------------------
-def seed_values(group_dir: Path, split: str, metric: str, keys: Optional[Sequence[int]] = None) -> dict[int, float]:
-    """{seed or fold: value} over a group's finished members (only ``keys``, if given); {} when unreadable."""
-    folder = GroupFolder(group_dir)
-    if not folder.group_file.is_file():
-        return {}
-    out = {}
-    for name, info in json.loads(folder.group_file.read_text())["members"].items():
-        member = RunFolder(folder.path / name)
-        key = int(info.get("fold", info.get("seed", 0)))
-        if member.metrics_file.is_file() and (keys is None or key in keys):
-            value = json.loads(member.metrics_file.read_text()).get(split, {}).get(metric)
-            if isinstance(value, (int, float)):
-                out[key] = float(value)
-    return out
-
-
 def arm_group(arm: dict[str, Any], root: Optional[Path]) -> Optional[Path]:
     """An arm's group folder: as recorded, else by its name under ``root``'s arms/ (a study moved or read
     from another working directory)."""
@@ -167,7 +149,7 @@ def _pairwise(question: dict[str, Any], metric: str, best: str, other: str,
     if None in groups:
         return None
     seeds = question.get("seeds")
-    a, b = (seed_values(g, question["split"], metric, seeds) for g in groups)
+    a, b = (GroupFolder(g).metric_values(question["split"], metric, seeds) for g in groups)
     if len(a) < 2 or len(b) < 2:
         return None
     return compare_values(metric, a, b, _confidence(question))
@@ -193,7 +175,7 @@ def groups_question(group_dirs: Sequence[Path], split: str = "test", metrics: Op
             seeds = sorted(summary.get("keys", {}).values())
         if i:
             for m in chosen:
-                a, b = seed_values(group_dirs[0], split, m), seed_values(group, split, m)
+                a, b = GroupFolder(group_dirs[0]).metric_values(split, m), GroupFolder(group).metric_values(split, m)
                 if len(a) >= 2 and len(b) >= 2:
                     comparisons.append({"a": names[0], "b": name, **compare_values(m, a, b).to_dict()})
     return {"name": "", "title": title, "reference": names[0], "split": split, "seeds": seeds or [],
