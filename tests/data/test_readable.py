@@ -124,3 +124,18 @@ def test_what_the_quick_check_refuses_is_what_a_decode_refuses(tmp_path, name, c
         assert found.startswith(reason), found
         with pytest.raises(DataError):
             decode_image(path.read_bytes(), name)
+
+
+def test_a_k_shot_draw_takes_k_readable_images_per_class(spoilt):
+    """data.skip_unreadable with data.limit_per_class: the unreadable files leave before the draw, so every
+    class keeps k images however the draw falls (red holds 2 unreadable files)."""
+    from fgvc.data import load_data
+    from fgvc.data.readable import as_trained
+
+    overrides, bad_train, _ = spoilt
+    for seed in range(6):
+        cfg = load_config(None, overrides + ["data.skip_unreadable=true", "data.val_fraction=0",
+                                             "data.limit_per_class=6", f"data.limit_seed={seed}"])
+        train_images = as_trained(load_data(cfg.data), cfg.data).train
+        assert np.bincount(train_images.labels).tolist() == [6, 6, 6]
+        assert not {str(p) for p in bad_train} & {str(train_images.key(i)) for i in range(len(train_images))}
