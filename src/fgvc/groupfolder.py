@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
+from fgvc.errors import FgvcError
 from fgvc.runfolder import RunFolder
 
 
@@ -91,6 +92,23 @@ class GroupFolder:
 
     def member(self, name: str) -> RunFolder:
         return RunFolder(self.path / name)
+
+    def read(self) -> dict:
+        """group.json; one clear error when the folder is missing or is not a group."""
+        if not self.path.is_dir():
+            raise FgvcError(f"run group not found: {self.path}")
+        if not self.group_file.is_file():
+            raise FgvcError(f"{self.path} is not a run group (no {self.GROUP}); make one with fgvc repeat / crossval "
+                            "/ sweep")
+        return json.loads(self.group_file.read_text())
+
+    def task(self) -> dict:
+        """What the group's runs learn: the data set, its label and the class list (from a finished member)."""
+        group = self.read()
+        data = group["config"]["data"]
+        classes = next((self.member(name).class_names() for name in group["members"]
+                        if self.member(name).metrics_file.is_file()), None)
+        return {"data set": data["name"], "label": data.get("label"), "classes": classes}
 
     def metric_values(self, split: str, metric: str, keys: Optional[Sequence[int]] = None) -> dict[int, float]:
         """{seed or fold: value} of one metric over the finished members (only those of ``keys``, if given):
@@ -184,3 +202,22 @@ class SyntheticFolder:
     @property
     def filter_report(self) -> Path:
         return self.path / self.FILTER_REPORT
+
+
+def require_same_task(base: Path, others: Sequence[Path]) -> None:
+    """Groups that learn other data sets, labels or classes than ``base`` are not compared with it
+    (their "difference" would be a verdict about nothing)."""
+    ours = GroupFolder(base).task()
+    for other in others:
+        theirs = GroupFolder(other).task()
+        for key in ("data set", "label", "classes"):
+            if ours[key] is not None and theirs[key] is not None and ours[key] != theirs[key]:
+                raise FgvcError(f"cannot compare {Path(base).name} and {Path(other).name}: they learn different tasks "
+                                f"({key} {_shown(ours[key])} vs {_shown(theirs[key])}); compare groups of the same "
+                                "data set and classes")
+
+
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return f"{len(value)} classes [{', '.join(map(str, value[:4]))}{', ...' if len(value) > 4 else ''}]"
+    return repr(value)

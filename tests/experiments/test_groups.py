@@ -173,6 +173,13 @@ def test_compare_refuses_other_tasks_unknown_metrics_and_missing_groups(tmp_path
     two = _fake_group(tmp_path / "two", [0.8, 0.82, 0.81], [1, 2, 3], classes=["a", "b"])
     with pytest.raises(FgvcError, match=r"they learn different tasks \(classes 3 classes \[a, b, c\] vs 2 classes"):
         compare_groups([three, two])
+    from fgvc.experiments.groups import summarize_group
+    from fgvc.report.paper import export_latex
+
+    for group in (three, two):
+        summarize_group(group)
+    with pytest.raises(FgvcError, match=r"they learn different tasks \(classes 3 classes"):  # the library, not the CLI
+        export_latex([three, two], tmp_path / "latex")
     again = _fake_group(tmp_path / "again", [0.71, 0.73, 0.70], [1, 2, 3], classes=["a", "b", "c"])
     assert compare_groups([three, again], metrics=["top1"])
     with pytest.raises(FgvcError, match="--metric nonsense: the groups report no such test metric; choose from: n, top1"):

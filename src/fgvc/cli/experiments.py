@@ -198,10 +198,6 @@ def report_command(
         return
     from fgvc.report.paper import export_latex
 
-    if len(paths) > 1:
-        from fgvc.experiments.compare import require_same_task
-
-        require_same_task(paths[0], paths[1:])
     export = export_latex(paths, out, ci_brackets, paper, split)
     console.print(f"wrote {len(export.tables)} tables and {len(export.figures)} figures to {export.out}", highlight=False)
     if export.paper:

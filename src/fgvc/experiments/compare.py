@@ -7,9 +7,8 @@ from typing import Optional, Sequence
 
 from fgvc.errors import FgvcError
 from fgvc.evaluate.stats import Comparison, compare_values, verdict
-from fgvc.experiments.groups import member_metrics, read_group, values
-from fgvc.groupfolder import GroupFolder
-from fgvc.runfolder import RunFolder
+from fgvc.experiments.groups import member_metrics, values
+from fgvc.groupfolder import require_same_task
 
 DEFAULT_METRICS = ("top1", "f1_macro", "auroc_macro", "ece")
 
@@ -41,27 +40,6 @@ def compare_groups(groups: Sequence[Path], split: str = "test", metrics: Optiona
     return rows
 
 
-def task(group_dir: Path) -> dict:
-    """What a group's runs learn: the data set, its label and the class list (from a finished member)."""
-    data = read_group(group_dir)["config"]["data"]
-    classes = next((RunFolder(GroupFolder(group_dir).member(name).path).class_names()
-                    for name in member_metrics(group_dir)), None)
-    return {"data set": data["name"], "label": data.get("label"), "classes": classes}
-
-
-def require_same_task(base: Path, others: Sequence[Path]) -> None:
-    """Groups that learn other data sets, labels or classes than ``base`` are not compared with it
-    (their "difference" would be a verdict about nothing)."""
-    ours = task(base)
-    for other in others:
-        theirs = task(other)
-        for key in ("data set", "label", "classes"):
-            if ours[key] is not None and theirs[key] is not None and ours[key] != theirs[key]:
-                raise FgvcError(f"cannot compare {base.name} and {other.name}: they learn different tasks ({key} "
-                                f"{_shown(ours[key])} vs {_shown(theirs[key])}); compare groups of the same data "
-                                "set and classes")
-
-
 def require_known_metrics(groups: Sequence[Path], split: str, metrics: Sequence[str]) -> None:
     """An asked-for metric that no member of the groups reports is named, with the ones they do."""
     known = sorted({m for group in groups for member in member_metrics(Path(group)).values()
@@ -72,7 +50,3 @@ def require_known_metrics(groups: Sequence[Path], split: str, metrics: Sequence[
                             f"{', '.join(known) or '(none: no member has finished)'}")
 
 
-def _shown(value) -> str:
-    if isinstance(value, list):
-        return f"{len(value)} classes [{', '.join(map(str, value[:4]))}{', ...' if len(value) > 4 else ''}]"
-    return repr(value)

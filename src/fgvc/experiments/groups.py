@@ -131,12 +131,7 @@ def write_group(group_dir: Path, kind: str, base: ExperimentConfig, members: dic
 
 
 def read_group(group_dir: Path) -> dict[str, Any]:
-    path = GroupFolder(group_dir).group_file
-    if not Path(group_dir).is_dir():
-        raise FgvcError(f"run group not found: {group_dir}")
-    if not path.is_file():
-        raise FgvcError(f"{group_dir} is not a run group (no {path.name}); make one with fgvc repeat / crossval / sweep")
-    return json.loads(path.read_text())
+    return GroupFolder(group_dir).read()
 
 
 def member_metrics(group_dir: Path) -> dict[str, dict[str, Any]]:

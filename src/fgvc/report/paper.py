@@ -18,7 +18,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from fgvc.errors import FgvcError, ReportError
-from fgvc.groupfolder import GroupFolder
+from fgvc.groupfolder import GroupFolder, require_same_task
 from fgvc.report import latex, paper_figures
 from fgvc.report.frames import groups_question, question_frame, summary_frame, values_frame
 from fgvc.report.records import read_record
@@ -82,6 +82,7 @@ def export_latex(paths: Sequence[Path], out: Optional[Path] = None, ci_brackets:
         if missing:
             raise FgvcError(f"{missing[0]} is not a run group (no {GroupFolder.SUMMARY}): a compare takes the "
                             "folders of fgvc repeat, crossval or sweep cells")
+        require_same_task(paths[0], paths[1:])  # groups of other tasks: a difference would mean nothing
         export = Export(out, "Comparison of " + ", ".join(p.name for p in paths))
     else:
         kind = folder_kind(paths[0])
