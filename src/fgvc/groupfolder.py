@@ -13,7 +13,7 @@ GROUP/                 many runs (GroupFolder): a repeat or crossval group, a sw
 
 SYNTHETIC/             generated images (SyntheticFolder): <class>/*.png, manifest.csv, filter_report.json
 
-This module imports nothing of fgvc but the run folder, so every layer may use it.
+This module imports nothing of fgvc but the run folder and the errors, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -100,7 +100,11 @@ class GroupFolder:
         if not self.group_file.is_file():
             raise FgvcError(f"{self.path} is not a run group (no {self.GROUP}); make one with fgvc repeat / crossval "
                             "/ sweep")
-        return json.loads(self.group_file.read_text())
+        try:
+            return json.loads(self.group_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise FgvcError(f"{self.group_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); run the "
+                            "command that made the group again to rewrite it") from None
 
     def task(self) -> dict:
         """What the group's runs learn: the data set, its label and the class list (from a finished member)."""

@@ -180,6 +180,9 @@ def test_compare_refuses_other_tasks_unknown_metrics_and_missing_groups(tmp_path
         summarize_group(group)
     with pytest.raises(FgvcError, match=r"they learn different tasks \(classes 3 classes"):  # the library, not the CLI
         export_latex([three, two], tmp_path / "latex")
+    (two / "group.json").write_text('{"kind": "repeat", "members": {')  # cut short by a full disk
+    with pytest.raises(FgvcError, match=rf"^{two / 'group.json'} cannot be read \(.*\); run the command that made"):
+        compare_groups([three, two])
     again = _fake_group(tmp_path / "again", [0.71, 0.73, 0.70], [1, 2, 3], classes=["a", "b", "c"])
     assert compare_groups([three, again], metrics=["top1"])
     with pytest.raises(FgvcError, match="--metric nonsense: the groups report no such test metric; choose from: n, top1"):

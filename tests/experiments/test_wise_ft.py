@@ -167,6 +167,13 @@ def test_the_wise_ft_engine_is_one_run_whose_model_is_the_chosen_average(clip_ov
     assert torch.equal(again.model.state_dict()["head.weight"], saved["head.weight"])
     assert RunFolder(chosen.run_dir).status()["status"] == "finished"
     assert "WiSE-FT average" in (chosen.run_dir / "README.md").read_text()
+    with pytest.raises(ConfigError, match="is a WiSE-FT average already"):  # not an average of the average
+        wise_ft(chosen.run_dir, [0.5])
+
+    lora = train(load_config(None, tiny + ["output.name=lora", "train.engine=wise_ft", "wise_ft.alphas=[0, 1]",
+                                           "strategy.name=lora"]), progress=False)  # adapters merged to mix
+    assert lora.metrics["wise_ft"]["alpha"] in (0.0, 1.0) and not any(
+        "lora_" in key for key in load_file(RunFolder(lora.run_dir).weights_file))
 
 
 def test_the_wise_ft_engine_refuses_a_head_it_cannot_average(tiny_overrides):

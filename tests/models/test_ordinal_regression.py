@@ -27,6 +27,9 @@ def test_the_linear_head_rounds_the_regression_to_the_nearest_class():
     grades = np.arange(4) / 3
     by_hand = torch.softmax(torch.from_numpy(-(y_hat[:, None] - grades) ** 2 / 0.05), 1)
     assert torch.allclose(logits.softmax(1).double(), by_hand, atol=1e-4)
+    from fgvc.errors import ConfigError
+    with pytest.raises(ConfigError, match="probe.head: regression rounds to ordered classes and this data has 1"):
+        fit_ordinal_ridge(x, np.zeros(len(x), dtype=np.int64), 1, alpha=1.0)
 
 
 def test_the_probe_trains_a_regression_head_chosen_on_val(tiny_overrides):

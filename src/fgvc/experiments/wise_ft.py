@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from fgvc.config import WiseFtConfig
 from fgvc.data import load_data
 from fgvc.data.readable import as_trained
 from fgvc.errors import ConfigError
@@ -21,7 +22,7 @@ from fgvc.train.result import Fitted, RunResult, finish
 from fgvc.train.run import recorded_run
 from fgvc.train.stopping import stop_on_signals
 
-DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
+DEFAULT_ALPHAS = tuple(WiseFtConfig().alphas)  # 0, 0.1, ..., 1: the wise_ft engine's default
 __all__ = ["DEFAULT_ALPHAS", "wise_ft", "zero_shot_start"]
 
 
@@ -32,6 +33,10 @@ def wise_ft(run_dir: Path, alphas: Sequence[float] = DEFAULT_ALPHAS, progress: b
     finetuned = load_trained(Path(run_dir))
     cfg, class_names = finetuned.cfg, finetuned.class_names
     require_zero_shot_start(finetuned)
+    if cfg.train.engine == "wise_ft":  # its model.safetensors is an average already
+        raise ConfigError(f"{finetuned.run_dir} is a WiSE-FT average already (train.engine: wise_ft); give fgvc "
+                          "wise-ft a fine-tune (train.engine: lightning), or train this config again with other "
+                          "wise_ft.alphas")
     splits = as_trained(load_data(cfg.data), cfg.data)
     if (splits.val is None or not len(splits.val)) and len(alphas) > 1:
         raise ConfigError(f"{finetuned.run_dir} has no val split to choose alpha on; give one alpha (--alphas 0.5) "

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fgvc.errors import ConfigError
+
 
 @dataclass
 class RidgeFit:
@@ -48,7 +50,8 @@ def fit_ordinal_ridge(x, y, classes: int, alpha: float, sample_weight: Optional[
     from sklearn.linear_model import Ridge
 
     if classes < 2:
-        raise ValueError("a regression over ordered classes needs at least two classes")
+        raise ConfigError(f"probe.head: regression rounds to ordered classes and this data has {classes}; it needs "
+                          "at least two")
     data = _float64(x)
     mean, scale = data.mean(0), data.std(0) + 1e-6
     target = np.asarray(y, dtype=np.float64) / (classes - 1)

@@ -98,7 +98,9 @@ def mix_on_val(finetuned: TrainedRun, splits: DataSplits, alphas: Sequence[float
                log: Optional[Callable[[str], None]] = None) -> Mixed:
     """WiSE-FT of ``finetuned`` over ``alphas``: each average scored on val top-1 (one alpha: no scoring),
     the best kept (ties to the smaller alpha), its probabilities on the labelled val and test splits."""
-    cfg, model = finetuned.cfg, finetuned.model
+    # LoRA merged into the weights, as in the zero-shot start (a checkpoint keeps the adapters apart);
+    # the run's model is mixed in place
+    cfg, model = finetuned.cfg, merge_lora(finetuned.model)
     theta_zero_shot = zero_shot_start(finetuned)
     theta_finetuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
     transform, tta = finetuned.tta_transform(cfg.eval.tta), cfg.eval.tta
