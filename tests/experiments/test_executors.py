@@ -163,7 +163,9 @@ def test_missing_ray_is_one_clear_error(tiny_overrides, tmp_path):
 
 
 def test_ctrl_c_stops_the_ray_runs_and_says_what_is_on_disk(tiny_overrides, tmp_path):
-    """A real `fgvc repeat --executor ray` (its own Ray instance) interrupted as Ctrl-C does."""
+    """A real `fgvc repeat --executor ray` (its own Ray instance) interrupted as Ctrl-C does; started with
+    SIGINT ignored, as a shell starts a background job (and as a test runner's worker may leave it): the
+    driver still hears Ctrl-C while it waits on Ray."""
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'fgvc[ray]'")
     (tmp_path / "exp.yaml").write_text("seed: 0\n")
     args = [str(Path(sys.executable).parent / "fgvc"), "repeat", str(tmp_path / "exp.yaml"), "--seeds", "2",
@@ -173,7 +175,8 @@ def test_ctrl_c_stops_the_ray_runs_and_says_what_is_on_disk(tiny_overrides, tmp_
         args += ["--set", item]
     log = tmp_path / "repeat.log"  # a file, not a pipe: what the command said so far can be read at any time
     with log.open("w") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         deadline = time.time() + 300  # a loaded machine (the suite's other worker busy) starts Ray slowly
         while len(list((tmp_path / "g").glob("seed-*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
             time.sleep(0.1)

@@ -23,6 +23,7 @@ from fgvc.errors import FgvcError, RunStopped
 from fgvc.experiments.groups import check_member_config
 from fgvc.experiments.jobs import Log, MemberJob
 from fgvc.runfolder import RunFolder
+from fgvc.train.stopping import interruptible
 
 INSTALL_HINT = "pip install 'fgvc[ray]'"
 WAIT_SECONDS = 1.0  # how long the driver waits on Ray at a time before Ctrl-C can reach it
@@ -189,24 +190,24 @@ class RayExecutor:
         results: dict[int, dict] = {}
         pending = list(refs)
         try:
-            while pending:
-                # a short timeout, looped: Python's Ctrl-C handler runs between waits (a wait without one
-                # can sit in Ray's C++ code past a SIGINT while the runs go on training)
-                done, pending = ray.wait(pending, num_returns=1, timeout=WAIT_SECONDS)
-                if not done:
-                    continue
-                index = refs[done[0]]
-                try:
-                    results[index] = ray.get(done[0])
-                except Exception as exc:  # noqa: BLE001 - one member failed: stop the others, say why
-                    for ref in pending:
-                        ray.cancel(ref)
-                    raise FgvcError(f"{jobs[index].name}: {_cause(exc).rstrip('.')}. On disk: "
-                                    f"{on_disk([jobs[i] for i in todo])}; "
-                                    "the same command again reuses finished runs and resumes the others") from None
-                if not RunFolder(jobs[index].run_dir).metrics_file.is_file():
-                    raise FgvcError(f"{jobs[index].name} finished on a Ray worker, but its run folder "
-                                    f"{jobs[index].run_dir} is not visible here: output.dir must be shared storage")
+            with interruptible():  # also where this process was started with Ctrl-C ignored (a background job)
+                while pending:
+                    # a short timeout, looped: Python's Ctrl-C handler runs between waits
+                    done, pending = ray.wait(pending, num_returns=1, timeout=WAIT_SECONDS)
+                    if not done:
+                        continue
+                    index = refs[done[0]]
+                    try:
+                        results[index] = ray.get(done[0])
+                    except Exception as exc:  # noqa: BLE001 - one member failed: stop the others, say why
+                        for ref in pending:
+                            ray.cancel(ref)
+                        raise FgvcError(f"{jobs[index].name}: {_cause(exc).rstrip('.')}. On disk: "
+                                        f"{on_disk([jobs[i] for i in todo])}; "
+                                        "the same command again reuses finished runs and resumes the others") from None
+                    if not RunFolder(jobs[index].run_dir).metrics_file.is_file():
+                        raise FgvcError(f"{jobs[index].name} finished on a Ray worker, but its run folder "
+                                        f"{jobs[index].run_dir} is not visible here: output.dir must be shared storage")
         except KeyboardInterrupt:
             log("Ctrl-C: stopping the runs on Ray (each keeps its last checkpoint) ...")
             for ref in pending:

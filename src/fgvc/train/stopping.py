@@ -58,6 +58,25 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(s, handler)
 
 
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt while the block runs (main thread only), also in a process started
+    with SIGINT ignored or blocked by its parent (a shell's background job, a test runner's worker): what
+    stop_on_signals does for a run, for a process that waits on others (the Ray executor's driver)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 class StopOnSignal(L.Callback):
     """Ends the fit at the first batch boundary after a signal (data-loader workers shut down with it)."""
 
