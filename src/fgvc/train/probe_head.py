@@ -5,6 +5,7 @@ scikit-learn's logistic regression with C fixed or chosen on the val split."""
 from __future__ import annotations
 
 import math
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -104,12 +105,18 @@ def _logistic_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor
         return _fit_logreg(cfg, cfg.probe.c, x, y, classes), []
     if val is None or not len(val[1]):
         raise ConfigError("probe.c: auto chooses C on the val split; set data.val_fraction > 0")
+    return choose_on_val((({"probe_c": c}, _fit_logreg(cfg, c, x, y, classes)) for c in PROBE_C_GRID), val)
+
+
+def choose_on_val(candidates: Iterable[tuple[dict, nn.Module]], val: tuple[torch.Tensor, torch.Tensor]
+                  ) -> tuple[nn.Module, list[dict]]:
+    """The head of lowest val log-loss among ``candidates`` ((its settings, head) pairs), and one history row
+    per candidate: its settings, val loss and top-1, and whether it was chosen."""
     rows, heads = [], []
-    for c in PROBE_C_GRID:
-        head = _fit_logreg(cfg, c, x, y, classes)
+    for settings, head in candidates:
         with torch.no_grad():
             logits = head(val[0])
-        rows.append({"epoch": len(rows), "probe_c": c, "val/loss": float(nn.functional.cross_entropy(logits, val[1])),
+        rows.append({"epoch": len(rows), **settings, "val/loss": float(nn.functional.cross_entropy(logits, val[1])),
                      "val/top1": float((logits.argmax(1) == val[1]).float().mean())})
         heads.append(head)
     best = min(range(len(rows)), key=lambda i: rows[i]["val/loss"])
@@ -141,18 +148,11 @@ def _ordinal_regression(cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor,
         return fit.to_linear(classes, TEMPERATURE_GRID[len(TEMPERATURE_GRID) // 2]), []
     if val is None or not len(val[1]):
         raise ConfigError("probe.c: auto chooses the regression's strength on the val split; set data.val_fraction > 0")
-    rows, heads = [], []
-    for alpha in RIDGE_ALPHA_GRID:
-        fit = fit_ordinal_ridge(x, y, classes, alpha, per_image)
-        for temperature in TEMPERATURE_GRID:
-            head = fit.to_linear(classes, temperature)
-            with torch.no_grad():
-                logits = head(val[0])
-            rows.append({"epoch": len(rows), "probe_c": 1.0 / alpha, "temperature": temperature,
-                         "val/loss": float(nn.functional.cross_entropy(logits, val[1])),
-                         "val/top1": float((logits.argmax(1) == val[1]).float().mean())})
-            heads.append(head)
-    best = min(range(len(rows)), key=lambda i: rows[i]["val/loss"])
-    for i, row in enumerate(rows):
-        row["chosen"] = int(i == best)
-    return heads[best], rows
+
+    def candidates() -> Iterator[tuple[dict, nn.Module]]:
+        for alpha in RIDGE_ALPHA_GRID:  # one fit per strength; the temperature only rescales its logits
+            fit = fit_ordinal_ridge(x, y, classes, alpha, per_image)
+            for temperature in TEMPERATURE_GRID:
+                yield {"probe_c": 1.0 / alpha, "temperature": temperature}, fit.to_linear(classes, temperature)
+
+    return choose_on_val(candidates(), val)
