@@ -47,6 +47,7 @@ def main() -> None:
 
     cfg = load_config("configs/demo.yaml", [
         f"model.name={args.model}", "model.pretrained=false", "model.pretrained_file=null", "strategy.name=full",
+        "train.engine=lightning", "probe={}",
         f"data.transforms.resize={args.size}", f"data.transforms.crop={args.size}", f"train.batch_size={args.batch}"])
     splits = load_data(cfg.data)
     norm = resolve_normalization(cfg.data.transforms, cfg.model)

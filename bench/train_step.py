@@ -33,7 +33,7 @@ from fgvc.train.quiet import quiet_lightning
 def config(args, *extra: str):
     sets = [f"model.name={args.model}", "model.pretrained=false", "model.pretrained_file=null", f"data.transforms.crop={args.size}",
             f"data.transforms.resize={args.size}", f"train.batch_size={args.batch}", "schedule.name=none",
-            f"data.num_workers={args.workers}", "strategy.name=full", "train.deterministic=false",
+            f"data.num_workers={args.workers}", "strategy.name=full", "train.engine=lightning", "probe={}", "train.deterministic=false",
             f"train.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "output.dir=/tmp/fgvc-bench",
             *args.set, *extra]
     return load_config("configs/demo.yaml", sets)
