@@ -105,6 +105,9 @@ def test_a_member_drawn_with_another_limit_seed_is_refused(tiny_overrides, tmp_p
 def test_parse_seeds():
     assert parse_seeds("3", 10) == [10, 11, 12]
     assert parse_seeds("1,7, 42", 0) == [1, 7, 42]
+    assert parse_seeds("0,", 5) == [0]  # one seed: a list of one
+    with pytest.raises(FgvcError, match=r"for the seed 0 alone write --seeds 0,"):
+        parse_seeds("0", 5)  # a count of none, most likely meant as seed 0
 
 
 def test_kfold_data_splits_are_disjoint_stratified_and_cover(tiny_overrides):

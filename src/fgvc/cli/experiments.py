@@ -31,7 +31,7 @@ from fgvc.errors import FgvcError
 def repeat_command(
     config: Path = ConfigArg,
     set_: List[str] = SetOption,
-    seeds: str = typer.Option("5", help="a count (from the config's seed on) or a list: 1,7,42"),
+    seeds: str = typer.Option("5", help="a count (from the config's seed on) or a list: 1,7,42 (one seed: 7,)"),
     random_seeds: bool = typer.Option(False, help="draw the seeds at random (kept in group.json)"),
     out: Optional[Path] = typer.Option(None, help="group folder (default RUN_DIR-repeat)"),
     bootstrap: int = typer.Option(0, help="bootstrap resamples for the CI (0: Student t)"),

@@ -18,7 +18,8 @@ from fgvc.locks import file_lock, lock_beside
 
 
 def parse_seeds(text: str, base_seed: int) -> list[int]:
-    """'5' -> five seeds from the config's seed on; '1,7,42' -> those seeds; anything else one clear error."""
+    """'5' -> five seeds from the config's seed on; '1,7,42' -> those seeds; '7,' -> seed 7 alone; anything
+    else one clear error."""
     text = text.strip()
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else None
@@ -26,7 +27,8 @@ def parse_seeds(text: str, base_seed: int) -> list[int]:
     except ValueError:
         raise FgvcError(f"--seeds {text!r}: give a count (5) or a list of seeds (1,7,42)") from None
     if count < 1:
-        raise FgvcError(f"--seeds {text!r}: give at least one seed")
+        hint = f"; for the seed {text} alone write --seeds {text}, (a list)" if seeds is None and text else ""
+        raise FgvcError(f"--seeds {text!r}: give at least one seed{hint}")
     return seeds if seeds is not None else [base_seed + i for i in range(count)]
 
 
