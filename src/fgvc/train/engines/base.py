@@ -57,7 +57,8 @@ class Engine:
             advice = (f"resume from {folder.checkpoint(other).name} with `fgvc train --resume {folder.path} "
                       f"--checkpoint {other}`, or {advice}")
         # a missing, empty or truncated file is one clear error here, before anything is built
-        self.start_epoch = checkpoint_start_epoch(read_checkpoint(path, advice))
+        # memory-mapped: only the loop counters are read here; Lightning reads the tensors once, later
+        self.start_epoch = checkpoint_start_epoch(read_checkpoint(path, advice, mmap=True))
         ahead = [epoch for epoch in recorded if epoch >= self.start_epoch]
         if ahead:  # stopped between an epoch's history row and its checkpoint: the checkpoint decides
             print(f"resuming {folder.path} from {path.relative_to(folder.path)} (after epoch {self.start_epoch - 1}); "
