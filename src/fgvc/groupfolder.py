@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from fgvc.errors import FgvcError
 from fgvc.runfolder import RunFolder
@@ -114,6 +114,11 @@ class GroupFolder:
                         if self.member(name).metrics_file.is_file()), None)
         return {"data set": data["name"], "label": data.get("label"), "classes": classes}
 
+    @staticmethod
+    def pairing_key(info: dict[str, Any]) -> int:
+        """What pairs a member (its group.json entry) across groups: its fold index or its seed."""
+        return int(info.get("fold", info.get("seed", 0)))
+
     def metric_values(self, split: str, metric: str, keys: Optional[Sequence[int]] = None) -> dict[int, float]:
         """{seed or fold: value} of one metric over the finished members (only those of ``keys``, if given):
         what pairs members across groups. {} without a readable group.json."""
@@ -123,7 +128,7 @@ class GroupFolder:
             return {}
         found = {}
         for name, info in members.items():
-            member, key = self.member(name), int(info.get("fold", info.get("seed", 0)))
+            member, key = self.member(name), self.pairing_key(info)
             if member.metrics_file.is_file() and (keys is None or key in keys):
                 value = member.metrics().get(split, {}).get(metric)
                 if isinstance(value, (int, float)):

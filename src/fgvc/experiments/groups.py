@@ -145,12 +145,6 @@ def member_metrics(group_dir: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def member_key(group: dict[str, Any], name: str) -> int:
-    """What pairs members across groups: the seed (repeats) or the fold index (cross-validation)."""
-    info = group["members"][name]
-    return int(info.get("fold", info.get("seed", 0)))
-
-
 def values(group_dir: Path, split: str, metric: str, keys: Optional[Sequence[int]] = None) -> dict[int, float]:
     """{seed or fold: value} of one metric over a group's finished members (those of ``keys`` only, if given);
     one clear error when ``group_dir`` is not a group."""
@@ -165,7 +159,7 @@ def summarize_group(group_dir: Path, confidence: float = 0.95, bootstrap: int = 
     metrics = member_metrics(group_dir)
     names = [n for n in (only or list(group["members"])) if n in metrics]
     summary: dict[str, Any] = {"group": str(group_dir), "kind": group["kind"], "members": names,
-                               "keys": {n: member_key(group, n) for n in names}, "metrics": {}}
+                               "keys": {n: GroupFolder.pairing_key(group["members"][n]) for n in names}, "metrics": {}}
     for split in SPLITS:
         per_metric: dict[str, list[float]] = {}
         for name in names:
