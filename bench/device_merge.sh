@@ -20,5 +20,5 @@ for task in binary grade; do
   "$fgvc" repeat "configs/elpv_${task}_finetune_300.yaml" --seeds 0,1,2 \
       --vary seed,data.split_seed,data.test_split_seed --set data.num_workers=2 --out "$group"
   probe=runs/elpv_${task}-splits
-  [ -d "$probe" ] && "$fgvc" compare "$probe" "$group" --metric top1
+  if [ -d "$probe" ]; then "$fgvc" compare "$probe" "$group" --metric top1; fi
 done
