@@ -139,3 +139,15 @@ def test_a_k_shot_draw_takes_k_readable_images_per_class(spoilt):
         train_images = as_trained(load_data(cfg.data), cfg.data).train
         assert np.bincount(train_images.labels).tolist() == [6, 6, 6]
         assert not {str(p) for p in bad_train} & {str(train_images.key(i)) for i in range(len(train_images))}
+
+
+def test_a_k_shot_run_lists_the_unreadable_files_left_out_before_the_draw(spoilt, capsys):
+    """The training files load_data leaves out before a k-shot draw are counted and listed like the rest."""
+    overrides, bad_train, bad_test = spoilt
+    cfg = load_config(None, overrides + ["data.skip_unreadable=true", "data.val_fraction=0", "data.limit_per_class=6"])
+    folder = RunFolder(train(cfg, progress=False).run_dir)
+    printed = [line for line in capsys.readouterr().out.splitlines() if "skip_unreadable" in line]
+    assert len(printed) == 1 and f"left out {len(bad_train) + 1} unreadable images (train {len(bad_train)}, test 1)" in printed[0]
+    rows = [line.split("\t") for line in folder.unreadable_file.read_text().splitlines()[1:]]
+    assert sorted(row[1] for row in rows) == sorted(map(str, [*bad_train, bad_test]))
+    assert {row[0] for row in rows} == {"train", "test"}

@@ -40,16 +40,18 @@ def load_data(cfg: DataConfig) -> DataSplits:
     elif val is None and cfg.val_fraction > 0:
         kept, held = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed, train.class_names)
         train, val = train.subset(kept, f"{train.name}:train"), train.subset(held, f"{train.name}:val")
+    left_out = []
     if cfg.limit_per_class is not None:
         if cfg.skip_unreadable:  # k readable images per class: the unreadable ones leave before the draw
             from fgvc.data.readable import readable_splits
 
-            train = readable_splits(DataSplits(train, None, None), cfg.cache_dir, True, cfg.num_workers)[0].train
+            readable, left_out = readable_splits(DataSplits(train, None, None), cfg.cache_dir, True, cfg.num_workers)
+            train = readable.train
         train = train.subset(limit_per_class(train.labels, cfg.limit_per_class, cfg.limit_draw_seed))
     if cfg.synthetic is not None:
         train = add_synthetic(train, cfg)  # training split only: val and test stay real
     return DataSplits(train=train, val=val, test=parts.test, unlabelled=parts.unlabelled,
-                      skipped_links=parts.skipped_links)
+                      skipped_links=parts.skipped_links, left_out=left_out)
 
 
 def add_synthetic(train: ImageList, cfg: DataConfig) -> ImageList:

@@ -137,10 +137,11 @@ def unreadable_images(splits: DataSplits, cache_dir: Path, workers: int = 1) -> 
 
 def readable_splits(splits: DataSplits, cache_dir: Path, skip: bool, workers: int = 1) -> tuple[DataSplits, list[Unreadable]]:
     """``splits`` when every image file is readable. Otherwise one error naming the first few (``skip``
-    False), or the splits without them and the list of what was left out (``skip`` True)."""
+    False), or the splits without them and the list of what was left out (``skip`` True), including
+    what ``load_data`` left out before a k-shot draw."""
     bad = unreadable_images(splits, cache_dir, workers)
     if not bad:
-        return splits, []
+        return splits, list(splits.left_out)
     if not skip:
         shown = " | ".join(f"{item.image}: {item.error}" for item in bad[:SHOWN])
         more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
@@ -156,7 +157,8 @@ def readable_splits(splits: DataSplits, cache_dir: Path, skip: bool, workers: in
         raise DataError(f"every training image is unreadable ({count_by_split(bad)}); check the data set with "
                         "`fgvc data verify CONFIG`")
     return DataSplits(train=kept["train"], val=kept.get("val", splits.val), test=kept.get("test", splits.test),
-                      unlabelled=kept.get("unlabelled", splits.unlabelled), skipped_links=splits.skipped_links), bad
+                      unlabelled=kept.get("unlabelled", splits.unlabelled), skipped_links=splits.skipped_links,
+                      left_out=splits.left_out + bad), splits.left_out + bad
 
 
 def as_trained(splits: DataSplits, data_cfg) -> DataSplits:

@@ -92,6 +92,8 @@ class DataSplits:
     test: Optional[ImageList]
     unlabelled: Optional[ImageList] = None
     skipped_links: list[str] = field(default_factory=list)  # folder links the source did not follow
+    # unreadable files already left out (data.skip_unreadable before a k-shot draw), so the run lists them
+    left_out: list = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str]:
