@@ -1,6 +1,6 @@
 """The run folder as a type: its layout, the atomic claim of a new run folder, the header, the status,
-and readers for what other layers need (config, classes, metrics, predictions, checkpoints). The
-folders of many runs and of generated images are :mod:`fgvc.groupfolder`'s.
+and readers for what other layers need (config, classes, metrics, predictions); checkpoints are read
+by :mod:`fgvc.trust`. The folders of many runs and of generated images are :mod:`fgvc.groupfolder`'s.
 
 RUN_DIR/               one run (RunFolder)
   run.json             status (running, finished, failed, stopped), reason, pid, times: the claim marker
@@ -21,7 +21,7 @@ RUN_DIR/               one run (RunFolder)
   lr_find.png, data_verify.json, samples.png   `fgvc tune lr`, `fgvc data verify`, `fgvc data show`
 
 Every module that reads or writes one of these files goes through this type (or GroupFolder), so the
-layout is said once. This module imports nothing of fgvc but the errors and :mod:`fgvc.trust`, so every
+layout is said once. This module imports nothing of fgvc but the errors and :mod:`fgvc.locks`, so every
 layer may use it.
 """
 
@@ -38,9 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from fgvc.errors import CheckpointError, FgvcError
+from fgvc.errors import FgvcError
 from fgvc.locks import file_lock, lock_beside, write_atomically
-from fgvc.trust import load_checkpoint_file
 
 # The prediction CSV: fixed columns, then one probability column per class (``p_<class name>``).
 PREDICTION_COLUMNS = ("image", "target", "target_name", "predicted", "predicted_name", "confidence")
@@ -447,33 +446,3 @@ class RunFolder:
 
 def _status_record(status: str) -> dict[str, Any]:
     return {"status": status, "pid": os.getpid(), "time": _dt.datetime.now().isoformat(timespec="seconds")}
-
-
-def read_checkpoint(path: Path | str, what_to_do: str = "", mmap: bool = False) -> dict[str, Any]:
-    """A Lightning checkpoint as a dict (weights only, :mod:`fgvc.trust`), or one clear error naming the
-    file, what is wrong and what to do."""
-    path = Path(path)
-    advice = f"; {what_to_do}" if what_to_do else ""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}{advice}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes; the process was probably killed while "
-                              f"writing it){advice}")
-    try:
-        checkpoint = load_checkpoint_file(path, mmap=mmap)
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a truncated zip, a pickle error, EOF: all mean "unreadable"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint: {reason}){advice}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict){advice}")
-    return checkpoint
-
-
-def checkpoint_start_epoch(checkpoint: dict[str, Any]) -> int:
-    """The epoch a run resumed from ``checkpoint`` starts with (Lightning's processed-epoch count)."""
-    try:
-        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError):
-        return int(checkpoint.get("epoch", -1)) + 1

@@ -8,7 +8,9 @@ optimizer states and cut points, a generator's; a type they come to need is allo
 is refused in one line naming it, unless the user trusts checkpoints: ``fgvc --trust-checkpoint`` or
 ``FGVC_TRUST_CHECKPOINTS=1``. The switch is an environment variable so that every process of a run
 (Ray workers, the pipeline's stage processes, DDP ranks) makes the same choice. This module imports
-nothing of fgvc but the errors, so every layer may use it.
+nothing of fgvc but the errors, so every layer may use it. :func:`read_checkpoint` is how every layer
+reads a Lightning checkpoint: weights only, and one clear error naming a missing, empty, truncated or
+foreign file.
 """
 
 from __future__ import annotations
@@ -73,3 +75,32 @@ def _what_it_needs(path: Path | str, message: str) -> str:
     found = re.search(r"GLOBAL [\w.]+|Unsupported operand \d+", message)
     return found.group(0) if found else "an unsupported pickle instruction"
 
+
+def read_checkpoint(path: Path | str, what_to_do: str = "", mmap: bool = False) -> dict[str, Any]:
+    """A Lightning checkpoint as a dict (weights only, :mod:`fgvc.trust`), or one clear error naming the
+    file, what is wrong and what to do."""
+    path = Path(path)
+    advice = f"; {what_to_do}" if what_to_do else ""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}{advice}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes; the process was probably killed while "
+                              f"writing it){advice}")
+    try:
+        checkpoint = load_checkpoint_file(path, mmap=mmap)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a truncated zip, a pickle error, EOF: all mean "unreadable"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint: {reason}){advice}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict){advice}")
+    return checkpoint
+
+
+def checkpoint_start_epoch(checkpoint: dict[str, Any]) -> int:
+    """The epoch a run resumed from ``checkpoint`` starts with (Lightning's processed-epoch count)."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(checkpoint.get("epoch", -1)) + 1

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from fgvc.cli import app
 from fgvc.config import load_config
 from fgvc.errors import FgvcError
-from fgvc.runfolder import RunFolder, RunFolderError, read_checkpoint
+from fgvc.runfolder import RunFolder, RunFolderError
+from fgvc.trust import read_checkpoint
 from fgvc.train.run import resume, train
 
 runner = CliRunner()

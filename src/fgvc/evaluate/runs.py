@@ -25,7 +25,8 @@ from fgvc.models.clip_towers import load_zero_shot
 from fgvc.models.heads import classifier_name
 from fgvc.models.strategies import merge_lora
 from fgvc.models.tip_adapter import load_tip_adapter
-from fgvc.runfolder import RunFolder, read_checkpoint
+from fgvc.runfolder import RunFolder
+from fgvc.trust import read_checkpoint
 
 
 @dataclass

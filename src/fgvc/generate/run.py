@@ -20,13 +20,13 @@ from fgvc.data.datamodule import EpochSampler, SeededImageDataset
 from fgvc.errors import FgvcError
 from fgvc.generate.gan import ConditionalGAN
 from fgvc.generate.writer import SyntheticImage, write_synthetic
-from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
+from fgvc.runfolder import RunFolder
 from fgvc.train.callbacks import EpochReseed, EpochSummary
 from fgvc.train.engines.lightning import lightning_trainer
 from fgvc.train.quiet import quiet_lightning
 from fgvc.train.run import recorded_run
 from fgvc.train.stopping import StopOnSignal, stop_on_signals
-from fgvc.trust import loads_weights_only
+from fgvc.trust import checkpoint_start_epoch, loads_weights_only, read_checkpoint
 
 
 def _settings(cfg: ExperimentConfig, kind: str):

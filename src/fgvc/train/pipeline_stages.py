@@ -39,7 +39,8 @@ from fgvc.errors import DiskFullError, FgvcError, NonFiniteLossError
 from fgvc.models.assembly import build_network
 from fgvc.models.pipeline_split import build_stages, equal_cuts, split_into_pieces
 from fgvc.models.strategies import set_norm_modes
-from fgvc.runfolder import RunFolder, read_checkpoint
+from fgvc.runfolder import RunFolder
+from fgvc.trust import read_checkpoint
 from fgvc.train.callbacks import print_epoch, write_history
 from fgvc.train.checkpoint_io import save_checkpoint_file
 from fgvc.train.losses import build_loss

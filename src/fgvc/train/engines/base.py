@@ -15,7 +15,8 @@ from fgvc.config import ExperimentConfig
 from fgvc.data import DataSplits
 from fgvc.errors import ConfigError, FgvcError
 from fgvc.launcher import claim_or_join
-from fgvc.runfolder import RunFolder, checkpoint_start_epoch, read_checkpoint
+from fgvc.runfolder import RunFolder
+from fgvc.trust import checkpoint_start_epoch, read_checkpoint
 from fgvc.train.result import Fitted
 from fgvc.train.stopping import StopRequest
 

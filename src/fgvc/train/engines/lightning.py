@@ -30,7 +30,7 @@ from fgvc.models.head_init import head_init_metrics
 from fgvc.models.strategies import count_parameters, opens_over_epochs
 from fgvc.progress import show_progress
 from fgvc.registry import register_engine
-from fgvc.runfolder import RunFolder, read_checkpoint
+from fgvc.runfolder import RunFolder
 from fgvc.train.callbacks import EpochProgressBar, EpochReseed, EpochSummary, FiniteLossGuard, GradualUnfreeze
 from fgvc.train.checkpoint_io import AtomicCheckpointIO
 from fgvc.train.engines.base import Engine
@@ -38,7 +38,7 @@ from fgvc.train.loggers import build_loggers
 from fgvc.train.module import Classifier
 from fgvc.train.result import Fitted
 from fgvc.train.stopping import StopOnSignal, StopRequest
-from fgvc.trust import loads_weights_only
+from fgvc.trust import loads_weights_only, read_checkpoint
 
 RUN_DIR_ENV = "FGVC_RUN_DIR"
 

@@ -19,7 +19,8 @@ from fgvc.errors import FgvcError
 from fgvc.models.assembly import build_network
 from fgvc.models.strategies import count_parameters
 from fgvc.registry import STRATEGIES, register_engine
-from fgvc.runfolder import RunFolder, read_checkpoint
+from fgvc.runfolder import RunFolder
+from fgvc.trust import read_checkpoint
 from fgvc.train.engines.base import Engine
 from fgvc.train.pipeline_stages import choose_cuts, init_rank, spawn_stages, train_stage
 from fgvc.train.result import Fitted
