@@ -141,7 +141,7 @@ def test_wise_ft_ends_are_the_zero_shot_model_and_the_fine_tune(clip_overrides):
     assert not RunFolder(zero.run_dir).timm_config.exists()
 
 
-def test_the_wise_ft_engine_is_one_run_whose_model_is_the_chosen_average(clip_overrides):
+def test_the_wise_ft_engine_is_one_run_whose_model_is_the_chosen_average(clip_overrides, monkeypatch):
     """train.engine: wise_ft = the lightning fine-tune, then the average with its start chosen on val: at
     alpha 1 it is the fine-tune (same seed: the same training), otherwise the lerp of the two ends."""
     from fgvc.train.run import train
@@ -154,8 +154,13 @@ def test_the_wise_ft_engine_is_one_run_whose_model_is_the_chosen_average(clip_ov
     assert torch.equal(load_file(RunFolder(end.run_dir).weights_file)["head.weight"], theta_tuned["head.weight"])
     assert end.test["top1"] == plain.test["top1"] and end.metrics["wise_ft"]["alpha"] == 1.0
 
-    chosen = train(load_config(None, tiny + ["output.name=chosen", "train.engine=wise_ft", "wise_ft.alphas=[0, 0.3, 1]"]),
-                   progress=False)
+    def rebuilt(run):
+        raise AssertionError("a fresh run mixes with the start it kept, without building the network again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("fgvc.train.engines.wise_ft.zero_shot_start", rebuilt)
+        chosen = train(load_config(None, tiny + ["output.name=chosen", "train.engine=wise_ft",
+                                                 "wise_ft.alphas=[0, 0.3, 1]"]), progress=False)
     record = chosen.metrics["wise_ft"]
     assert set(record["val_top1_by_alpha"]) == {"0", "0.3", "1"}
     assert record["val_top1_by_alpha"][f"{record['alpha']:g}"] == max(record["val_top1_by_alpha"].values())

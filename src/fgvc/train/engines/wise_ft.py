@@ -48,13 +48,18 @@ class WiseFtEngine(LightningEngine):
             raise ConfigError("train.engine: wise_ft chooses its mixing weight on the val split, and this data has "
                               "none: set data.val_fraction > 0 (or data.official_val), or give one wise_ft.alphas")
         super().prepare(splits, resume_from)
+        # the zero-shot start, kept before training moves it, so the mix need not build the network (and
+        # encode the prompts) again; a resumed run, or a LoRA one (its keys merge only after), rebuilds it
+        self.start = None if resume_from is not None or hasattr(self.model, "merge_and_unload") else {
+            k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def fit(self, folder: RunFolder, stop_request: StopRequest, resume_from: Optional[Path]) -> Optional[Fitted]:
         fitted = super().fit(folder, stop_request, resume_from)
         if fitted is None:  # a DDP rank other than 0
             return None
         finetuned = load_trained(folder.path, RunFolder.BEST, weights_file=False)
-        mixed = mix_on_val(finetuned, self.splits, self.cfg.wise_ft.alphas)
+        mixed = mix_on_val(finetuned, self.splits, self.cfg.wise_ft.alphas, start=self.start)
+        self.start = None
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in mixed.state.items()}, str(folder.weights_file))
@@ -95,13 +100,14 @@ class Mixed:
 
 
 def mix_on_val(finetuned: TrainedRun, splits: DataSplits, alphas: Sequence[float],
-               log: Optional[Callable[[str], None]] = None) -> Mixed:
+               log: Optional[Callable[[str], None]] = None, start: Optional[dict[str, torch.Tensor]] = None) -> Mixed:
     """WiSE-FT of ``finetuned`` over ``alphas``: each average scored on val top-1 (one alpha: no scoring),
-    the best kept (ties to the smaller alpha), its probabilities on the labelled val and test splits."""
+    the best kept (ties to the smaller alpha), its probabilities on the labelled val and test splits.
+    ``start``: the zero-shot weights the fine-tune started from (default: rebuilt from its config)."""
     # LoRA merged into the weights, as in the zero-shot start (a checkpoint keeps the adapters apart);
     # the run's model is mixed in place
     cfg, model = finetuned.cfg, merge_lora(finetuned.model)
-    theta_zero_shot = zero_shot_start(finetuned)
+    theta_zero_shot = start if start is not None else zero_shot_start(finetuned)
     theta_finetuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
     transform, tta = finetuned.tta_transform(cfg.eval.tta), cfg.eval.tta
 
