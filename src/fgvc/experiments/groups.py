@@ -25,7 +25,8 @@ from fgvc.train.run import resume, train
 SPLITS = ("val", "test")
 # config keys that say where a run writes or how it is fed, not what it learns: a member is reused
 # even when they differ (a group moved to another folder, more loader workers, another logger)
-NOT_COMPARED = ("output", "executor", "data.num_workers", "data.cache_dir", "data.cache_limit", "train.loggers", "train.mlflow_uri")
+NOT_COMPARED = ("output", "executor", "data.num_workers", "data.cache_dir", "data.cache_limit", "train.loggers",
+                "train.mlflow_uri", "train.keep_cpu_memory")
 
 
 def member_config(base: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 
 from fgvc.config import ExperimentConfig, load_config
+from fgvc.cpu_memory import keep_cpu_memory
 from fgvc.data import load_data
 from fgvc.data.readable import count_by_split, readable_splits
 from fgvc.errors import FgvcError
@@ -36,6 +37,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[Path] = None, resume: bool = 
     ``evaluate``: the splits the finished run is evaluated on (a search's trials never see test).
     """
     with torch_threads(cfg.train.threads):
+        keep_cpu_memory(cfg.train.keep_cpu_memory)  # process-wide: freed activations reused, not faulted in
         quiet_lightning()
         engine = ENGINES.get(cfg.train.engine)(cfg, callbacks, progress)
         folder = RunFolder(run_dir) if run_dir else None
