@@ -59,6 +59,12 @@ def test_wrong_type_and_impossible_values_all_reported():
     assert "data.val_fraction" in message
 
 
+def test_a_check_that_names_the_value_is_not_followed_by_it_again():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["gan.image_size=16"])
+    assert str(info.value).endswith("gan.image_size: image_size must be 32, 64 or 128 (got 16)")
+
+
 def test_bad_choices_name_the_options():
     with pytest.raises(ConfigError, match=r"data.label: label 'colour' is not one of \['grade', 'binary', 'type'\]"):
         load_config(None, ["data.name=elpv", "data.label=colour"])

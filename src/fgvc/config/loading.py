@@ -69,7 +69,8 @@ def _describe(error: dict[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "value_error" and _section_at(loc) is not None:  # a whole-section check names its keys
         return message
-    if "input" in error and not isinstance(error["input"], dict) and error["type"] != "missing":
+    if ("input" in error and not isinstance(error["input"], dict) and error["type"] != "missing"
+            and "(got " not in message):  # a check that names the value itself is not told it twice
         return f"{key}: {message} (got {error['input']!r})"
     return f"{key}: {message}"
 
