@@ -157,6 +157,28 @@ def test_gan_trains_resumes_and_samples_labelled_images(colour_data, tmp_path):
     assert len(load_synthetic(tmp_path / "s2", ["blue", "green", "red"])) == 6
 
 
+def test_a_killed_generator_run_goes_on_from_its_last_epoch(colour_data, tmp_path):
+    """last.ckpt is written after every epoch, not only when training ends: a run killed in its second epoch
+    resumes from the first and writes the second epoch's samples."""
+    from builders import KillAtEpoch
+
+    from fgvc.generate.run import train_generator
+    from fgvc.trust import read_checkpoint
+
+    cfg = load_config(None, [
+        "data.name=image_folder", f"data.root={colour_data / 'train'}", "data.val_fraction=0", "data.num_workers=0",
+        "gan.image_size=32", "gan.width=8", "gan.z_dim=16", "train.epochs=2", "train.batch_size=8",
+        f"output.dir={tmp_path}", "output.name=gan"])
+    with pytest.raises(RuntimeError, match="killed"):
+        train_generator(cfg, "gan", progress=False, callbacks=[KillAtEpoch(1)])
+    run_dir = tmp_path / "gan"
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
+    assert not (run_dir / "samples" / "epoch_001.png").exists()
+    train_generator(cfg, "gan", run_dir, resume=True, progress=False)
+    assert (run_dir / "samples" / "epoch_001.png").is_file()
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 1
+
+
 def test_diffusion_trains_and_samples_with_guidance(colour_data, tmp_path):
     from fgvc.generate.run import sample_generator, train_generator
 

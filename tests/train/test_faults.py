@@ -199,3 +199,18 @@ def test_a_stop_between_a_history_row_and_its_checkpoint_is_said_and_repaired(ti
     assert history_rows(folder.path) == history_rows(whole.run_dir)  # one row per epoch, the same values
     assert resumed.test["top1"] == whole.test["top1"]
     assert resumed.test["confusion_matrix"] == whole.test["confusion_matrix"]
+
+
+def test_last_ckpt_is_written_after_every_epoch_not_only_when_the_monitor_improves(tiny_overrides):
+    """A head whose steps are too small to move a float32 weight, on a frozen backbone: val/loss is the same
+    every epoch, so best.ckpt stays at epoch 0, while last.ckpt follows the epochs (a resume goes on from
+    the last epoch, not the best)."""
+    cfg = load_config(None, tiny_overrides + ["strategy.name=linear", "optim.lr=1e-30", "train.epochs=3",
+                                              "train.monitor=val/loss", "output.name=flat"])
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg, callbacks=[KillAtEpoch(2)], progress=False)
+    folder = RunFolder(cfg.run_dir)
+    losses = {row["val/loss"] for row in folder.history()}
+    assert len(folder.history()) == 2 and len(losses) == 1, losses  # the monitor did not improve after epoch 0
+    assert read_checkpoint(folder.checkpoint(RunFolder.BEST))["epoch"] == 0
+    assert read_checkpoint(folder.last_checkpoint)["epoch"] == 1

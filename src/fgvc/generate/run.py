@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import lightning as L
 import torch
@@ -54,8 +54,9 @@ def generator_transform(cfg: ExperimentConfig, kind: str = "gan"):
 
 
 def train_generator(cfg: ExperimentConfig, kind: str = "gan", run_dir: Optional[Path] = None, resume: bool = False,
-                    progress: bool = True) -> Path:
-    """Train a class-conditional generator (``gan`` or ``diffusion``) on the real training split."""
+                    progress: bool = True, callbacks: Sequence[L.Callback] = ()) -> Path:
+    """Train a class-conditional generator (``gan`` or ``diffusion``) on the real training split
+    (``callbacks``: more Lightning callbacks)."""
     quiet_lightning()
     folder = RunFolder(run_dir) if run_dir else None
     start_epoch = 0
@@ -78,9 +79,11 @@ def train_generator(cfg: ExperimentConfig, kind: str = "gan", run_dir: Optional[
         if not resume:
             folder.generator_file.write_text(json.dumps({"kind": kind}))
         module = _module(kind, cfg, splits.num_classes, folder.samples_dir)
-        callbacks = [EpochReseed(cfg.seed), EpochSummary(folder.history_file), StopOnSignal(stop_request),
-                     L.pytorch.callbacks.ModelCheckpoint(dirpath=folder.checkpoints, save_top_k=0, save_last=True)]
-        trainer = lightning_trainer(cfg, folder.path, callbacks, progress, devices=1, logger=False)
+        # last.ckpt after every epoch (save_last with save_top_k=0 would write it only when training ends)
+        every = [EpochReseed(cfg.seed), EpochSummary(folder.history_file), StopOnSignal(stop_request), *callbacks,
+                 L.pytorch.callbacks.ModelCheckpoint(dirpath=folder.checkpoints, filename=RunFolder.LAST, monitor=None,
+                                                     save_top_k=1, enable_version_counter=False)]
+        trainer = lightning_trainer(cfg, folder.path, every, progress, devices=1, logger=False)
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(folder.last_checkpoint) if resume else None,
                     weights_only=loads_weights_only())
     return folder.path

@@ -163,9 +163,15 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: Sequence[L.Ca
     devices and distribution, loggers."""
     monitor = cfg.train.monitor if has_val else "train/loss"
     mode = "min" if "loss" in monitor else "max"
+    # best.ckpt on the monitor; last.ckpt after every epoch, by a checkpoint of its own: Lightning's
+    # save_last writes last.ckpt only when best.ckpt improves, and a resume would go back to the best epoch
     callbacks = list(callbacks) + [
         L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=RunFolder(run_dir).checkpoints, filename=RunFolder.BEST, monitor=monitor, mode=mode, save_last=True,
+            dirpath=RunFolder(run_dir).checkpoints, filename=RunFolder.BEST, monitor=monitor, mode=mode,
+            auto_insert_metric_name=False, enable_version_counter=False,
+        ),
+        L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=RunFolder(run_dir).checkpoints, filename=RunFolder.LAST, monitor=None, save_top_k=1,
             auto_insert_metric_name=False, enable_version_counter=False,
         ),
     ]
