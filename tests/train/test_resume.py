@@ -71,11 +71,15 @@ def test_resume_does_not_warn_about_its_own_checkpoint_folder(tiny_overrides, re
 def _start_cli_run(config_path, env):
     fgvc = Path(sys.executable).parent / "fgvc"
     return subprocess.Popen([str(fgvc), "train", str(config_path), "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_stops_the_run_promptly_and_says_how_to_resume(colour_data, tmp_path, signum, code):
+# to the run's process, or to its whole process group (data-loader workers included), as a terminal's
+# Ctrl-C, a scheduler's cancel or `kill -- -PGID` send it
+@pytest.mark.parametrize("signum,code,group", [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
+                                               (signal.SIGTERM, 143, True), (signal.SIGINT, 130, True)],
+                         ids=["SIGTERM", "SIGINT", "SIGTERM-group", "SIGINT-group"])
+def test_a_signal_stops_the_run_promptly_and_says_how_to_resume(colour_data, tmp_path, signum, code, group):
     config = write_colour_config(tmp_path / "exp.yaml", colour_data, tmp_path / "runs", workers=2, epochs=200,
                                  batch_size=4)
     proc = _start_cli_run(config, {**os.environ, "COLUMNS": "1000"})
@@ -85,7 +89,10 @@ def test_a_signal_stops_the_run_promptly_and_says_how_to_resume(colour_data, tmp
         time.sleep(0.1)
     assert folder.last_checkpoint.is_file()
     time.sleep(0.3)
-    proc.send_signal(signum)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     output = proc.communicate(timeout=30)[0]
     assert proc.returncode == code, output
     stop_line = next(line for line in output.splitlines() if line.startswith("error: stopped by"))

@@ -8,7 +8,9 @@ whatever the number of workers. Under DDP the sampler shards the same permutatio
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 from typing import Callable, Optional
 
 import lightning as L
@@ -96,6 +98,30 @@ class SeededImageDataset(Dataset):
         return self.transform(self.images.load(index))
 
 
+class RunWorkerInit:
+    """A run's data-loader worker: seeded as Lightning seeds one (``seed_everything(workers=True)``), and
+    deaf to the signals a terminal or a scheduler sends the whole process group (Ctrl-C, ``kill --
+    -PGID``, a job's cancel), which would otherwise reach the run as a worker killed mid-batch, or as the
+    run's own stop handler raising in a forked copy. The run's process stops the run and shuts its
+    workers down; a SIGTERM still ends a worker, quietly (exit 0), as torch's handler ends one its
+    parent terminates."""
+
+    def __init__(self, rank: int = 0):
+        self.rank = rank
+
+    def __call__(self, worker_id: int) -> None:
+        if int(os.environ.get("PL_SEED_WORKERS", 0)):  # what Lightning adds when a loader has no init
+            from lightning.fabric.utilities.seed import pl_worker_init_function
+
+            pl_worker_init_function(worker_id, rank=self.rank)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _leave_quietly)
+
+
+def _leave_quietly(signum, frame) -> None:
+    os._exit(0)
+
+
 class FgvcDataModule(L.LightningDataModule):
     """Train / val / test loaders over :class:`DataSplits` with the given transforms.
 
@@ -137,6 +163,8 @@ class FgvcDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             drop_last=train and self.drop_last and len(images) > batch_size,
             collate_fn=self.collate_fn,
+            worker_init_fn=RunWorkerInit(self.trainer.global_rank if self.trainer is not None else 0)
+            if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

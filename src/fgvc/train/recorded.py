@@ -41,6 +41,15 @@ def recorded(folder: RunFolder, stop_request: StopRequest, resume_command: str) 
     with folder.recording():
         try:
             yield
+        except RuntimeError as exc:
+            # a SIGTERM to the whole process group (a scheduler's cancel, `kill -- -PGID`) also kills the data
+            # loader's workers, whose death can reach the run before its own stop does: a stop all the same
+            if stop_request.signum is None or "DataLoader worker" not in str(exc):
+                raise
+            epoch = f" in epoch {stop_request.epoch}" if stop_request.epoch is not None else ""
+            reason = f"stopped by {stop_request.name}{epoch} (its data-loader workers too)"
+            folder.set_status("stopped", reason)
+            raise RunStopped(f"{reason}. {on_disk(folder, resume_command)}", stop_request.error("").exit_code) from None
         except (RunStopped, SIGTERMException, KeyboardInterrupt) as exc:
             if isinstance(exc, RunStopped):
                 reason, code = str(exc), exc.exit_code

@@ -26,6 +26,7 @@ class StopRequest:
     def __init__(self) -> None:
         self.signum: Optional[int] = None
         self.in_loop = False  # inside trainer.fit: stop at the next batch boundary
+        self.epoch: Optional[int] = None  # the training epoch in progress (what a stop says)
 
     @property
     def name(self) -> str:
@@ -88,6 +89,9 @@ class StopOnSignal(L.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.request.in_loop = False
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.request.epoch = trainer.current_epoch
 
     def _check(self, trainer, batch_idx: int) -> None:
         if self.request.signum is not None:
