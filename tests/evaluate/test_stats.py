@@ -61,6 +61,16 @@ def test_unpaired_welch_when_seeds_differ():
     assert "3 vs 4 runs, unpaired" in verdict(c)
 
 
+def test_groups_sharing_some_seeds_are_paired_on_those():
+    a = {0: 0.70, 1: 0.72, 2: 0.71, 3: 0.90}  # seed 3 has no partner in B: left out, and said
+    b = {0: 0.73, 1: 0.74, 2: 0.75}
+    c = compare_values("top1", a, b)
+    assert c.paired and c.n_a == c.n_b == 3 and c.unshared == 1
+    assert c.mean_a == pytest.approx(0.71) and c.diff == pytest.approx(0.03)
+    assert c.p_value == pytest.approx(stats.ttest_rel([0.73, 0.74, 0.75], [0.70, 0.72, 0.71]).pvalue)
+    assert "3 paired seeds, 1 run without a partner left out" in verdict(c)
+
+
 def test_lower_is_better_metrics():
     a = {1: 0.10, 2: 0.12, 3: 0.11, 4: 0.105}
     b = {1: 0.05, 2: 0.06, 3: 0.055, 4: 0.052}

@@ -132,6 +132,7 @@ class Comparison:
     p_value: float
     wilcoxon_p: Optional[float] = None
     confidence: float = 0.95
+    unshared: int = 0  # runs of either group whose seed the other lacks (left out of a paired comparison)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,11 +140,11 @@ class Comparison:
 
 def compare_values(metric: str, a: Mapping[int, float], b: Mapping[int, float], confidence: float = 0.95) -> Comparison:
     """Difference of means (B - A) with its CI and a test: paired t-test (and Wilcoxon signed-rank)
-    on the seeds both groups share, when they share at least two; Welch's unequal-variance t-test
-    otherwise."""
+    on the seeds both groups share, when they share at least two (the others left out, and counted);
+    Welch's unequal-variance t-test otherwise."""
     common = sorted(set(a) & set(b))
     alpha_quantile = 1 - (1 - confidence) / 2
-    if len(common) >= 2 and len(common) == len(a) == len(b):
+    if len(common) >= 2:
         xa = np.array([a[s] for s in common], dtype=float)
         xb = np.array([b[s] for s in common], dtype=float)
         d = xb - xa
@@ -161,7 +162,7 @@ def compare_values(metric: str, a: Mapping[int, float], b: Mapping[int, float], 
         if np.any(d != 0):
             wilcoxon = float(stats.wilcoxon(xb, xa).pvalue)
         return Comparison(metric, n, n, True, float(xa.mean()), float(xb.mean()), mean, low, high,
-                          "paired t-test", p, wilcoxon, confidence)
+                          "paired t-test", p, wilcoxon, confidence, unshared=len(a) + len(b) - 2 * n)
     xa = np.array(list(a.values()), dtype=float)
     xb = np.array(list(b.values()), dtype=float)
     if len(xa) < 2 or len(xb) < 2:
@@ -205,7 +206,8 @@ def verdict(comparison: Comparison, name_a: str = "A", name_b: str = "B", alpha:
     diff, unit = in_points(c.metric, c.diff)
     low, _ = in_points(c.metric, c.ci_low)
     high, _ = in_points(c.metric, c.ci_high)
-    pairing = f"{c.n_a} paired seeds" if c.paired else f"{c.n_a} vs {c.n_b} runs, unpaired"
+    unshared = f", {c.unshared} run{'s' if c.unshared > 1 else ''} without a partner left out" if c.unshared else ""
+    pairing = f"{c.n_a} paired seeds{unshared}" if c.paired else f"{c.n_a} vs {c.n_b} runs, unpaired"
 
     def stats_text(low: float, high: float) -> str:
         return f"{c.confidence:.0%} CI [{low:.2f}, {high:.2f}], p={c.p_value:.3g}, {pairing}"

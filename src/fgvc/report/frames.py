@@ -143,7 +143,7 @@ def _pairwise(question: dict[str, Any], metric: str, best: str, other: str,
             if best == reference and c["b"] == other:  # recorded as other - best: turned round
                 r = to_comparison(c)
                 return Comparison(metric, r.n_b, r.n_a, r.paired, r.mean_b, r.mean_a, -r.diff, -r.ci_high,
-                                  -r.ci_low, r.test, r.p_value, r.wilcoxon_p, r.confidence)
+                                  -r.ci_low, r.test, r.p_value, r.wilcoxon_p, r.confidence, r.unshared)
     arms = {a["arm"]: a for a in question["arms"]}
     groups = [arm_group(arms[name], root) for name in (other, best)]
     if None in groups:
