@@ -77,8 +77,8 @@ def _what_it_needs(path: Path | str, message: str) -> str:
 
 
 def read_checkpoint(path: Path | str, what_to_do: str = "", mmap: bool = False) -> dict[str, Any]:
-    """A Lightning checkpoint as a dict (weights only, :mod:`fgvc.trust`), or one clear error naming the
-    file, what is wrong and what to do."""
+    """A Lightning checkpoint as a dict (weights only unless trusted, :func:`load_checkpoint_file`), or one
+    clear error naming the file, what is wrong and what to do."""
     path = Path(path)
     advice = f"; {what_to_do}" if what_to_do else ""
     if not path.is_file():

@@ -66,7 +66,7 @@ class TrainConfig(Section):
                                                            "or the Ray executor's CPU share")
     keep_cpu_memory: bool = Field(True, description="keep freed tensor memory in the process for the next step "
                                   "(glibc: mmap off, no trim) instead of faulting it in again: CPU steps on large "
-                                  "images run up to 1.7x faster (bench/cpu_memory.py); the process keeps its peak "
+                                  "images run up to 2.5x faster (bench/cpu_memory.py); the process keeps its peak "
                                   "memory. Results are the same either way")
     limit_train_batches: Optional[Union[int, float]] = Field(None,
         description="train on only this many batches (int) or fraction (float) per epoch: for quick checks")

@@ -156,9 +156,10 @@ def readable_splits(splits: DataSplits, cache_dir: Path, skip: bool, workers: in
     if not len(kept.get("train", [])):
         raise DataError(f"every training image is unreadable ({count_by_split(bad)}); check the data set with "
                         "`fgvc data verify CONFIG`")
+    left_out = splits.left_out + bad
     return DataSplits(train=kept["train"], val=kept.get("val", splits.val), test=kept.get("test", splits.test),
                       unlabelled=kept.get("unlabelled", splits.unlabelled), skipped_links=splits.skipped_links,
-                      left_out=splits.left_out + bad), splits.left_out + bad
+                      left_out=left_out), left_out
 
 
 def as_trained(splits: DataSplits, data_cfg) -> DataSplits:
