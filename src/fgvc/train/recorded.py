@@ -46,17 +46,19 @@ def recorded(folder: RunFolder, stop_request: StopRequest, resume_command: str) 
             # loader's workers, whose death can reach the run before its own stop does: a stop all the same
             if stop_request.signum is None or "DataLoader worker" not in str(exc):
                 raise
-            epoch = f" in epoch {stop_request.epoch}" if stop_request.epoch is not None else ""
-            reason = f"stopped by {stop_request.name}{epoch} (its data-loader workers too)"
+            stopped = stop_request.error("")
+            reason = f"{stopped} (its data-loader workers too)"
             folder.set_status("stopped", reason)
-            raise RunStopped(f"{reason}. {on_disk(folder, resume_command)}", stop_request.error("").exit_code) from None
+            raise RunStopped(f"{reason}. {on_disk(folder, resume_command)}", stopped.exit_code) from None
         except (RunStopped, SIGTERMException, KeyboardInterrupt) as exc:
+            # Lightning's own SIGTERM check can end the fit before fgvc's does: said the same way
+            where = f" in epoch {stop_request.epoch}" if stop_request.epoch is not None else ""
             if isinstance(exc, RunStopped):
                 reason, code = str(exc), exc.exit_code
             elif isinstance(exc, SIGTERMException):
-                reason, code = "stopped by SIGTERM", 143
+                reason, code = f"stopped by SIGTERM{where}", 143
             else:
-                reason, code = "stopped by SIGINT", 130
+                reason, code = f"stopped by SIGINT{where}", 130
             folder.set_status("stopped", reason)
             raise RunStopped(f"{reason}. {on_disk(folder, resume_command)}", code) from None
         except NonFiniteLossError as exc:

@@ -33,7 +33,9 @@ class StopRequest:
         return signal.Signals(self.signum).name if self.signum else ""
 
     def error(self, where: str) -> RunStopped:
-        return RunStopped(f"stopped by {self.name} {where}", EXIT_CODES.get(self.signum, 130))
+        """The stop, said with ``where`` (default: the epoch in progress, when one is)."""
+        where = where or (f"in epoch {self.epoch}" if self.epoch is not None else "")
+        return RunStopped(f"stopped by {self.name} {where}".rstrip(), EXIT_CODES.get(self.signum, 130))
 
     def handle(self, signum, frame) -> None:
         first = self.signum is None
