@@ -52,7 +52,7 @@ def recorded(folder: RunFolder, stop_request: StopRequest, resume_command: str) 
             raise RunStopped(f"{reason}. {on_disk(folder, resume_command)}", stopped.exit_code) from None
         except (RunStopped, SIGTERMException, KeyboardInterrupt) as exc:
             # Lightning's own SIGTERM check can end the fit before fgvc's does: said the same way
-            where = f" in epoch {stop_request.epoch}" if stop_request.epoch is not None else ""
+            where = f" {stop_request.in_epoch()}".rstrip()
             if isinstance(exc, RunStopped):
                 reason, code = str(exc), exc.exit_code
             elif isinstance(exc, SIGTERMException):

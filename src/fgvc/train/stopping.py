@@ -32,10 +32,13 @@ class StopRequest:
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else ""
 
+    def in_epoch(self) -> str:
+        """``in epoch N`` while a training epoch is in progress, else empty."""
+        return f"in epoch {self.epoch}" if self.epoch is not None else ""
+
     def error(self, where: str) -> RunStopped:
         """The stop, said with ``where`` (default: the epoch in progress, when one is)."""
-        where = where or (f"in epoch {self.epoch}" if self.epoch is not None else "")
-        return RunStopped(f"stopped by {self.name} {where}".rstrip(), EXIT_CODES.get(self.signum, 130))
+        return RunStopped(f"stopped by {self.name} {where or self.in_epoch()}".rstrip(), EXIT_CODES.get(self.signum, 130))
 
     def handle(self, signum, frame) -> None:
         first = self.signum is None
